@@ -1,0 +1,1 @@
+"""The HTTP API: routers, auth and request/response mapping. No business logic."""

@@ -1,0 +1,43 @@
+"""Map domain errors to clear 4xx answers; an unexpected error is a JSON 500, never HTML."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from engram.errors import NotFoundError, ScopeBusy
+from engram.ingest import BrokerUnavailable, LimitExceeded
+
+log = logging.getLogger(__name__)
+RETRY_AFTER_SECONDS = "5"
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "detail": message}, status_code=status, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(NotFoundError)
+    async def _not_found(_: Request, exc: NotFoundError) -> JSONResponse:
+        return _error(404, str(exc))
+
+    @app.exception_handler(LimitExceeded)
+    async def _too_large(_: Request, exc: LimitExceeded) -> JSONResponse:
+        return _error(413, str(exc))
+
+    @app.exception_handler(BrokerUnavailable)
+    async def _broker_down(_: Request, exc: BrokerUnavailable) -> JSONResponse:
+        return _error(503, str(exc), {"Retry-After": RETRY_AFTER_SECONDS})
+
+    @app.exception_handler(ScopeBusy)
+    async def _busy(_: Request, exc: ScopeBusy) -> JSONResponse:
+        return _error(
+            409, "the memory's scope is being updated by a job; retry shortly", {"Retry-After": RETRY_AFTER_SECONDS}
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return _error(500, "internal error")

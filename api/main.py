@@ -1,0 +1,40 @@
+"""The FastAPI app: collects the routers. ``uvicorn --factory api.main:create_app``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+
+from api import errors
+from api.limits import BodySizeLimit
+from api.routers import events, health, memories
+from config.container import Container
+from config.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        container = Container(settings)
+        if container.settings.sql.auto_migrate:
+            await run_in_threadpool(container.migrate)
+        app.state.container = container
+        yield
+        container.close()
+
+    app = FastAPI(
+        title="engram",
+        version="0.1.0",
+        description="Long-term memory for AI agents: a Mem0-compatible API over an async pipeline.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    for router in (memories.router, events.router, health.router):
+        app.include_router(router)
+    app.add_middleware(BodySizeLimit, max_body_bytes=settings.api.max_body_bytes)  # type: ignore[arg-type]
+    return app

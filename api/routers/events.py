@@ -1,0 +1,31 @@
+"""Jobs, as Mem0 calls them: events. ``GET /v1/event/{id}/`` is the polling endpoint."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import ContainerDep, ProjectDep
+from engram.errors import NotFoundError
+from schemas.jobs import JobPublic
+
+router = APIRouter(prefix="/v1/event", tags=["events"])
+
+
+@router.get("/{event_id}/", response_model=JobPublic, responses={404: {}})
+def get_event(event_id: str, c: ContainerDep, project_id: ProjectDep) -> JobPublic:
+    job = c.jobs.get(event_id, project_id)
+    if job is None:
+        raise NotFoundError(f"event {event_id} not found")
+    return JobPublic(
+        id=job.id,
+        status=job.status,
+        stage=job.stage,
+        attempts=job.attempts,
+        error=job.error,
+        results=c.jobs.events(job.id) if job.status.terminal else [],
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        request=job.request,
+    )

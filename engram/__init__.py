@@ -1,0 +1,1 @@
+"""engram: long-term memory for AI agents. Domain logic: stages, ports and adapters."""

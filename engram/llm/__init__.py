@@ -1,0 +1,1 @@
+"""LLM adapters: the offline heuristic and anything litellm reaches."""

@@ -1,0 +1,191 @@
+"""``JobStore``: the truth about every ingest job (Celery's result backend is not used for this)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, select, update
+
+from engram.sql import tables
+from engram.sql.engine import insert_ignore
+from schemas.jobs import JobStatus, MemoryEvent, Stage
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class Job:
+    id: str
+    project_id: str
+    status: JobStatus
+    stage: Stage
+    attempts: int
+    error: str | None
+    request: dict[str, Any]
+    facts: list[str] | None
+    embeddings: list[list[float]] | None
+    plan: list[dict[str, Any]] | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    def done(self, stage: Stage) -> bool:
+        return self.stage.rank >= stage.rank
+
+
+def pack_vectors(vectors: Sequence[Sequence[float]]) -> bytes:
+    return np.asarray(vectors, dtype="<f4").tobytes() if vectors else b""
+
+
+def unpack_vectors(blob: bytes | None, count: int) -> list[list[float]] | None:
+    if blob is None:
+        return None
+    if count == 0:
+        return []
+    return np.frombuffer(blob, dtype="<f4").reshape(count, -1).tolist()
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite returns naive datetimes; everything engram stores is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+class JobStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(select(1))
+
+    def create(self, job_id: str, project_id: str, request: dict[str, Any], scope: dict[str, str]) -> None:
+        now = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(
+                tables.jobs.insert().values(
+                    id=job_id,
+                    project_id=project_id,
+                    kind="add",
+                    status=JobStatus.PENDING.value,
+                    stage=Stage.QUEUED.value,
+                    attempts=0,
+                    request=request,
+                    user_id=scope.get("user_id", ""),
+                    agent_id=scope.get("agent_id", ""),
+                    run_id=scope.get("run_id", ""),
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+
+    def get(self, job_id: str, project_id: str | None = None) -> Job | None:
+        query = select(tables.jobs).where(tables.jobs.c.id == job_id)
+        if project_id is not None:
+            query = query.where(tables.jobs.c.project_id == project_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        if row is None:
+            return None
+        facts = row["facts"]
+        return Job(
+            id=row["id"],
+            project_id=row["project_id"],
+            status=JobStatus(row["status"]),
+            stage=Stage(row["stage"]),
+            attempts=row["attempts"],
+            error=row["error"],
+            request=row["request"],
+            facts=facts,
+            embeddings=unpack_vectors(row["embeddings"], len(facts or [])),
+            plan=row["plan"],
+            created_at=_aware(row["created_at"]),  # type: ignore[arg-type]
+            updated_at=_aware(row["updated_at"]),  # type: ignore[arg-type]
+            started_at=_aware(row["started_at"]),
+            finished_at=_aware(row["finished_at"]),
+        )
+
+    def start_attempt(self, job_id: str) -> int:
+        """Mark the job RUNNING and count one more attempt of its current stage; return the count."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(tables.jobs)
+                .where(tables.jobs.c.id == job_id)
+                .values(
+                    status=JobStatus.RUNNING.value,
+                    attempts=tables.jobs.c.attempts + 1,
+                    updated_at=now,
+                )
+            )
+            conn.execute(
+                update(tables.jobs)
+                .where(tables.jobs.c.id == job_id, tables.jobs.c.started_at.is_(None))
+                .values(started_at=now)
+            )
+            return int(conn.execute(select(tables.jobs.c.attempts).where(tables.jobs.c.id == job_id)).scalar_one())
+
+    def complete_stage(self, job_id: str, stage: Stage, **outputs: Any) -> None:
+        """Record a stage's output and advance the done marker; attempts restart for the next stage."""
+        values: dict[str, Any] = {"stage": stage.value, "attempts": 0, "updated_at": utcnow()}
+        if "embeddings" in outputs:
+            values["embeddings"] = pack_vectors(outputs.pop("embeddings"))
+        values.update(outputs)
+        with self.engine.begin() as conn:
+            conn.execute(update(tables.jobs).where(tables.jobs.c.id == job_id).values(**values))
+
+    def finish(self, job_id: str, status: JobStatus, error: str | None = None) -> None:
+        now = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(tables.jobs)
+                .where(tables.jobs.c.id == job_id)
+                .values(status=status.value, error=error, updated_at=now, finished_at=now)
+            )
+
+    def record_events(self, job_id: str, project_id: str, events: Sequence[MemoryEvent], conn: Any) -> None:
+        """Per-memory events of a job, inside the caller's transaction; re-recording is a no-op."""
+        if not events:
+            return
+        now = utcnow()
+        conn.execute(
+            insert_ignore(self.engine, tables.memory_events),
+            [
+                {
+                    "job_id": job_id,
+                    "seq": seq,
+                    "project_id": project_id,
+                    "memory_id": e.id,
+                    "event": e.event,
+                    "memory": e.memory,
+                    "previous_memory": e.previous_memory,
+                    "created_at": now,
+                }
+                for seq, e in enumerate(events)
+            ],
+        )
+
+    def events(self, job_id: str) -> list[MemoryEvent]:
+        query = (
+            select(tables.memory_events)
+            .where(tables.memory_events.c.job_id == job_id)
+            .order_by(tables.memory_events.c.seq)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [
+            MemoryEvent(id=r["memory_id"], memory=r["memory"], event=r["event"], previous_memory=r["previous_memory"])
+            for r in rows
+        ]
+
+    def save_plan(self, job_id: str, plan: list[dict[str, Any]]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(tables.jobs).where(tables.jobs.c.id == job_id).values(plan=plan, updated_at=utcnow()))

@@ -1,0 +1,77 @@
+"""Table definitions. Alembic migrations in ``engram/migrations`` create and evolve them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project_id", String(64), nullable=False),
+    Column("kind", String(32), nullable=False, default="add"),
+    Column("status", String(16), nullable=False),
+    Column("stage", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("error", Text),
+    Column("request", JSON, nullable=False),
+    Column("user_id", String(256), nullable=False, default=""),
+    Column("agent_id", String(256), nullable=False, default=""),
+    Column("run_id", String(256), nullable=False, default=""),
+    # Stage outputs: each is also that stage's "done" marker for redelivered messages.
+    Column("facts", JSON),
+    Column("embeddings", LargeBinary),
+    Column("plan", JSON),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Index("ix_jobs_project_status", "project_id", "status"),
+    Index("ix_jobs_status_updated", "status", "updated_at"),
+)
+
+memory_events = Table(
+    "memory_events",
+    metadata,
+    Column("job_id", String(36), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("project_id", String(64), nullable=False),
+    Column("memory_id", String(36), nullable=False),
+    Column("event", String(8), nullable=False),
+    Column("memory", Text, nullable=False),
+    Column("previous_memory", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_memory_events_memory", "memory_id"),
+)
+
+memory_history = Table(
+    "memory_history",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project_id", String(64), nullable=False),
+    Column("memory_id", String(36), nullable=False),
+    Column("old_memory", Text),
+    Column("new_memory", Text),
+    Column("event", String(8), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True)),
+    Column("is_deleted", Boolean, nullable=False, default=False),
+    Column("actor_id", String(256)),
+    Column("role", String(32)),
+    Column("job_id", String(36)),
+    Index("ix_memory_history_memory", "project_id", "memory_id", "created_at"),
+)

@@ -1,0 +1,1 @@
+"""Pipeline stages as plain functions: extract → embed → reconcile (plan, apply) → notify."""

@@ -1,0 +1,230 @@
+"""Stage 3: reconcile new facts with what the scope already holds, then apply the decisions.
+
+Split in two so a redelivered task changes nothing: ``plan_changes`` decides (and the caller
+persists the plan), ``apply_plan`` writes it with deterministic ids and upserts, so applying the
+same plan twice leaves the stores as applying it once. Both run under the scope lock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from engram.ids import content_hash, history_id_for, memory_id_for
+from engram.ports import LLM, Embedder, ExistingMemory, MemoryRecord, VectorStore
+from engram.scope import Scope
+from engram.sql.history import HistoryChange
+from schemas.jobs import MemoryEvent
+from schemas.llm import MemoryDecision
+
+log = logging.getLogger(__name__)
+
+# Cap on existing memories shown to the decision: keeps prompts bounded for chatty users.
+MAX_EXISTING_SHOWN = 50
+
+
+def find_existing(vectors: Sequence[Sequence[float]], store: VectorStore, scope: Scope, k: int) -> list[MemoryRecord]:
+    """The union of each fact's ``k`` nearest memories in the exact scope, best score first."""
+    found: dict[str, MemoryRecord] = {}
+    for vector in vectors:
+        for record in store.search(vector, scope.as_filter(), limit=k):
+            kept = found.get(record.id)
+            if kept is None or (record.score or 0) > (kept.score or 0):
+                found[record.id] = record
+    ranked = sorted(found.values(), key=lambda r: r.score or 0.0, reverse=True)
+    return ranked[:MAX_EXISTING_SHOWN]
+
+
+def similarity_matrix(vectors: Sequence[Sequence[float]], existing: Sequence[MemoryRecord]) -> list[list[float]]:
+    if not vectors or not existing:
+        return [[] for _ in vectors]
+    a = np.asarray(vectors, dtype="float32")
+    b = np.asarray([r.vector for r in existing], dtype="float32")
+    return (a @ b.T).tolist()
+
+
+def plan_changes(
+    *,
+    job_id: str,
+    facts: Sequence[str],
+    vectors: Sequence[Sequence[float]],
+    scope: Scope,
+    store: VectorStore,
+    llm: LLM,
+    embedder: Embedder,
+    infer: bool,
+    k: int,
+    roles: Sequence[str] | None = None,
+    custom_prompt: str | None = None,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Decide ADD / UPDATE / DELETE for each fact. NONE decisions leave no entry.
+
+    Each entry: ``event, memory_id, text, previous, created_at`` and either ``fact_index`` (reuse
+    that fact's vector) or ``vector`` (the LLM rewrote the text, so it was embedded again).
+    """
+    planned_at = (now or datetime.now(UTC)).isoformat()
+    if not infer:
+        return [
+            {
+                "event": "ADD",
+                "memory_id": memory_id_for(job_id, i),
+                "text": fact,
+                "previous": None,
+                "fact_index": i,
+                "created_at": planned_at,
+                "role": roles[i] if roles else None,
+            }
+            for i, fact in enumerate(facts)
+        ]
+    if not facts:
+        return []
+    existing_records = find_existing(vectors, store, scope, k)
+    existing = [ExistingMemory(r.id, r.memory, r.score or 0.0) for r in existing_records]
+    decisions = llm.decide_updates(
+        facts, existing, similarity=similarity_matrix(vectors, existing_records), custom_prompt=custom_prompt
+    )
+    plan = _resolve(job_id, decisions, facts, existing_records, planned_at)
+    _embed_rewritten(plan, facts, embedder)
+    return plan
+
+
+def _resolve(
+    job_id: str,
+    decisions: Sequence[MemoryDecision],
+    facts: Sequence[str],
+    existing: Sequence[MemoryRecord],
+    planned_at: str,
+) -> list[dict[str, Any]]:
+    """Map the decision's small ids back to memory ids; drop what cannot be applied."""
+    plan: list[dict[str, Any]] = []
+    touched: set[str] = set()
+    fact_position = {f: i for i, f in enumerate(facts)}
+    extra_adds = 0
+    for decision in decisions:
+        text = decision.text.strip()
+        if decision.event == "NONE":
+            continue
+        if decision.event == "ADD":
+            if not text:
+                continue
+            index = _new_index(decision.id)
+            if index is None or index >= len(facts) or index in {p.get("add_index") for p in plan}:
+                # The LLM invented an id: give the ADD a slot past the facts, still deterministic.
+                index = len(facts) + extra_adds
+                extra_adds += 1
+            entry = {
+                "event": "ADD",
+                "memory_id": memory_id_for(job_id, index),
+                "previous": None,
+                "created_at": planned_at,
+                "add_index": index,
+            }
+        else:
+            target = _existing_index(decision.id, len(existing))
+            if target is None:
+                log.warning("decision %s refers to unknown memory id %r; skipped", decision.event, decision.id)
+                continue
+            record = existing[target]
+            if record.id in touched:
+                continue
+            touched.add(record.id)
+            if decision.event == "DELETE":
+                text = record.memory
+            elif not text or text == record.memory:
+                continue
+            entry = {
+                "event": decision.event,
+                "memory_id": record.id,
+                "previous": record.memory,
+                "created_at": record.created_at.isoformat(),
+                "metadata": record.metadata,
+            }
+        entry["text"] = text
+        if text in fact_position:
+            entry["fact_index"] = fact_position[text]
+        plan.append(entry)
+    return plan
+
+
+def _new_index(decision_id: str) -> int | None:
+    if decision_id.startswith("new:") and decision_id[4:].isdigit():
+        return int(decision_id[4:])
+    return None
+
+
+def _existing_index(decision_id: str, count: int) -> int | None:
+    return int(decision_id) if decision_id.isdigit() and int(decision_id) < count else None
+
+
+def _embed_rewritten(plan: list[dict[str, Any]], facts: Sequence[str], embedder: Embedder) -> None:
+    rewritten = [p for p in plan if p["event"] != "DELETE" and "fact_index" not in p]
+    if rewritten:
+        for entry, vector in zip(rewritten, embedder.embed([p["text"] for p in rewritten]), strict=True):
+            entry["vector"] = vector
+
+
+def apply_plan(
+    *,
+    job_id: str,
+    plan: Sequence[dict[str, Any]],
+    vectors: Sequence[Sequence[float]],
+    scope: Scope,
+    store: VectorStore,
+    metadata: dict[str, Any] | None,
+    app_id: str = "",
+    now: datetime | None = None,
+) -> tuple[list[MemoryEvent], list[HistoryChange]]:
+    """Write the plan to the vector store; return the events and history rows for the SQL commit.
+
+    Idempotent: upserts by deterministic id, deletes of missing ids are no-ops, and the returned
+    rows carry deterministic keys so recording them twice inserts them once.
+    """
+    updated_at = now or datetime.now(UTC)
+    upserts: list[MemoryRecord] = []
+    deletes: list[str] = []
+    events: list[MemoryEvent] = []
+    history: list[HistoryChange] = []
+    for seq, entry in enumerate(plan):
+        event = entry["event"]
+        events.append(
+            MemoryEvent(id=entry["memory_id"], memory=entry["text"], event=event, previous_memory=entry["previous"])
+        )
+        history.append(
+            HistoryChange(
+                id=history_id_for(job_id, seq),
+                memory_id=entry["memory_id"],
+                old_memory=entry["previous"],
+                new_memory=None if event == "DELETE" else entry["text"],
+                event=event,
+                role=entry.get("role"),
+                job_id=job_id,
+            )
+        )
+        if event == "DELETE":
+            deletes.append(entry["memory_id"])
+            continue
+        vector = entry["vector"] if "vector" in entry else vectors[entry["fact_index"]]
+        record_metadata = dict(entry.get("metadata") or metadata or {})
+        if entry.get("role"):
+            record_metadata.setdefault("role", entry["role"])
+        upserts.append(
+            MemoryRecord(
+                id=entry["memory_id"],
+                memory=entry["text"],
+                hash=content_hash(entry["text"]),
+                scope=scope,
+                vector=list(vector),
+                created_at=datetime.fromisoformat(entry["created_at"]),
+                updated_at=updated_at,
+                metadata=record_metadata,
+                app_id=app_id,
+            )
+        )
+    store.upsert(upserts)
+    store.delete(deletes)
+    return events, history

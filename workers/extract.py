@@ -1,0 +1,31 @@
+"""Task: extract facts from the job's conversation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+
+from config.container import Container
+from engram.sql.jobs import Job
+from engram.stages.extract import extract_facts
+from schemas.jobs import Stage
+from schemas.memories import MemoryCreate
+from workers.celery_app import app
+from workers.stage import run_stage
+
+
+def extract_work(c: Container, job: Job) -> dict[str, Any]:
+    request = MemoryCreate.model_validate(job.request)
+    facts = extract_facts(
+        request.messages,
+        c.llm,
+        infer=request.infer,
+        custom_prompt=c.settings.pipeline.custom_fact_extraction_prompt,
+    )
+    return {"facts": facts}
+
+
+@app.task(bind=True, name="engram.extract")
+def extract(self: Task, job_id: str) -> None:
+    run_stage(self, job_id, Stage.EXTRACTED, extract_work, next_task="engram.embed")

@@ -1,0 +1,57 @@
+"""Task: decide ADD/UPDATE/DELETE/NONE and apply it, under the scope lock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+
+from config.container import Container
+from engram.sql.jobs import Job
+from engram.stages.extract import raw_memories
+from engram.stages.reconcile import apply_plan, plan_changes
+from schemas.jobs import Stage
+from schemas.memories import MemoryCreate
+from workers.celery_app import app
+from workers.stage import run_stage, scope_of
+
+
+def reconcile_work(c: Container, job: Job) -> dict[str, Any]:
+    request = MemoryCreate.model_validate(job.request)
+    scope = scope_of(job)
+    facts, vectors = job.facts or [], job.embeddings or []
+    plan = job.plan
+    if plan is None:
+        plan = plan_changes(
+            job_id=job.id,
+            facts=facts,
+            vectors=vectors,
+            scope=scope,
+            store=c.vector_store,
+            llm=c.llm,
+            embedder=c.embedder,
+            infer=request.infer,
+            k=c.settings.pipeline.similar_memories_k,
+            roles=None if request.infer else [m.role for m in raw_memories(request.messages)],
+            custom_prompt=c.settings.pipeline.custom_update_memory_prompt,
+        )
+        # Persisted before any write: a redelivery re-applies this plan instead of deciding anew.
+        c.jobs.save_plan(job.id, plan)
+    events, history = apply_plan(
+        job_id=job.id,
+        plan=plan,
+        vectors=vectors,
+        scope=scope,
+        store=c.vector_store,
+        metadata=request.metadata,
+        app_id=request.app_id or "",
+    )
+    with c.engine.begin() as conn:
+        c.history.record(job.project_id, history, conn=conn)
+        c.jobs.record_events(job.id, job.project_id, events, conn=conn)
+    return {}
+
+
+@app.task(bind=True, name="engram.reconcile")
+def reconcile(self: Task, job_id: str) -> None:
+    run_stage(self, job_id, Stage.RECONCILED, reconcile_work, next_task="engram.notify", scope_locked=True)

@@ -1,0 +1,115 @@
+"""What every stage task shares: skip done work, count attempts, retry or fail, hand on.
+
+Delivery is at-least-once (acks_late). A redelivered message for a stage already done only hands
+the job on again; the next stage then sees its own done marker. Attempts are counted in SQL per
+stage and capped, so a message that keeps killing workers ends the job FAILED instead of looping.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+from celery import Task
+
+from config.container import Container
+from engram.errors import PermanentError, ScopeBusy, TransientError
+from engram.scope import Scope
+from engram.sql.jobs import Job
+from schemas.jobs import JobStatus, Stage
+from workers import runtime
+from workers.celery_app import app
+
+log = logging.getLogger(__name__)
+
+StageWork = Callable[[Container, Job], dict[str, Any]]
+
+
+def backoff_seconds(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with jitter in [50%, 100%] of the step."""
+    step = min(cap, base * 2 ** max(0, attempt - 1))
+    return step * random.uniform(0.5, 1.0)
+
+
+def hand_on(next_task: str | None, job_id: str) -> None:
+    if next_task is not None:
+        app.send_task(next_task, args=[job_id])
+
+
+def fail_job(c: Container, job_id: str, reason: str) -> None:
+    log.warning("job %s failed: %s", job_id, reason)
+    c.jobs.finish(job_id, JobStatus.FAILED, reason[:2000])
+
+
+def scope_of(job: Job) -> Scope:
+    r = job.request
+    return Scope.of(job.project_id, r.get("user_id"), r.get("agent_id"), r.get("run_id"))
+
+
+def run_stage(
+    task: Task,
+    job_id: str,
+    stage: Stage,
+    work: StageWork,
+    *,
+    next_task: str | None,
+    scope_locked: bool = False,
+) -> None:
+    """Run ``work`` for the job once (if its stage is not done), record its outputs, hand on."""
+    c = runtime.container()
+    job = c.jobs.get(job_id)
+    if job is None:
+        log.error("job %s not found; message dropped", job_id)
+        return
+    if job.status.terminal:
+        return
+    if job.done(stage):
+        hand_on(next_task, job_id)
+        return
+    guard: AbstractContextManager[Any] = c.locks.hold(scope_of(job)) if scope_locked else nullcontext()
+    try:
+        with guard:
+            completed = _attempt(task, c, job, stage, work)
+    except ScopeBusy as busy:
+        wait = c.settings.pipeline.lock_retry_seconds * random.uniform(1.0, 2.0)
+        raise task.retry(countdown=wait, max_retries=None) from busy
+    if completed:
+        hand_on(next_task, job_id)
+
+
+def _attempt(task: Task, c: Container, job: Job, stage: Stage, work: StageWork) -> bool:
+    """True when the stage completed; False when the job was failed; raises Retry to try again."""
+    p = c.settings.pipeline
+    attempt = c.jobs.start_attempt(job.id)
+    if attempt > p.max_attempts_per_stage:
+        fail_job(c, job.id, f"{stage.value}: gave up after {p.max_attempts_per_stage} attempts")
+        return False
+    retry_after: float | None = None
+    try:
+        outputs = work(c, job)
+    except PermanentError as exc:
+        fail_job(c, job.id, f"{stage.value}: {exc}")
+        return False
+    except TransientError as exc:
+        error: Exception = exc
+        retry_after = exc.retry_after_seconds
+    except Exception as exc:  # unknown failure: retried within the cap, then recorded on the job
+        log.exception("stage %s of job %s raised", stage.value, job.id)
+        error = exc
+    else:
+        c.jobs.complete_stage(job.id, stage, **outputs)
+        return True
+    reason = f"{stage.value}: {type(error).__name__}: {error!s:.500}"
+    if attempt >= p.max_attempts_per_stage:
+        fail_job(c, job.id, f"{reason} (after {attempt} attempts)")
+        return False
+    countdown = (
+        retry_after
+        if retry_after is not None
+        else backoff_seconds(attempt, p.retry_backoff_seconds, p.retry_backoff_max_seconds)
+    )
+    log.info("job %s: %s; attempt %d, retry in %.1fs", job.id, reason, attempt, countdown)
+    raise task.retry(countdown=countdown, max_retries=None, exc=error)
