@@ -13,6 +13,7 @@ from api.limits import BodySizeLimit
 from api.routers import events, health, memories
 from config.container import Container
 from config.settings import Settings, get_settings
+from workers.celery_app import producer
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -24,7 +25,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if container.settings.sql.auto_migrate:
             await run_in_threadpool(container.migrate)
         app.state.container = container
+        app.state.producer = producer(settings)
         yield
+        app.state.producer.close()
         container.close()
 
     app = FastAPI(

@@ -7,7 +7,7 @@ Two conversations of the same user processed in parallel must not both ADD the s
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import redis
 from redis.lock import Lock
@@ -39,9 +39,7 @@ class ScopeLocks:
         try:
             yield lock
         finally:
-            try:
+            # LockError: it expired while we held it (the TTL is too short for this work). Nothing to
+            # undo: the writes are idempotent and the next holder re-reads the store.
+            with suppress(redis.exceptions.LockError):
                 lock.release()
-            except redis.exceptions.LockError:
-                # It expired while we held it: the TTL is too short for this work. Nothing to undo;
-                # the writes are idempotent and the next holder re-reads the store.
-                pass

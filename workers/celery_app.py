@@ -9,7 +9,7 @@ from typing import Any
 
 from celery import Celery, signals
 
-from config.settings import get_settings
+from config.settings import Settings
 
 QUEUE_LLM = "llm"
 QUEUE_DEFAULT = "default"
@@ -20,37 +20,48 @@ TASK_ROUTES = {
     "engram.notify": {"queue": QUEUE_DEFAULT},
 }
 
-app = Celery("engram", include=["workers.extract", "workers.embed", "workers.reconcile", "workers.notify"])
 
 
-@app.on_configure.connect
-def _configure(sender: Celery, **_: Any) -> None:
-    settings = get_settings()
-    sender.conf.update(
-        broker_url=settings.redis.url,
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery's configuration, derived from engram's settings (DESIGN.md #8)."""
+    return {
+        "broker_url": settings.redis.url,
         # Job state lives in SQL (DESIGN.md #1); Celery keeps no results.
-        result_backend=None,
-        task_ignore_result=True,
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        task_routes=TASK_ROUTES,
-        task_default_queue=QUEUE_DEFAULT,
-        task_serializer="json",
-        accept_content=["json"],
-        broker_transport_options={
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_routes": TASK_ROUTES,
+        "task_default_queue": QUEUE_DEFAULT,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "broker_transport_options": {
             "visibility_timeout": settings.pipeline.visibility_timeout_seconds,
             "global_keyprefix": settings.redis.key_prefix + "celery:",
         },
-        broker_connection_retry_on_startup=True,
+        "broker_connection_retry_on_startup": True,
         # Fail an enqueue fast when Redis is down, so the API can answer 503 instead of hanging.
-        task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
+        "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
+        "broker_connection_timeout": 3,
         # Flower sees every task and its name.
-        worker_send_task_events=True,
-        task_send_sent_event=True,
-        task_track_started=True,
-        worker_hijack_root_logger=False,
-    )
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_track_started": True,
+        "worker_hijack_root_logger": False,
+    }
+
+
+def producer(settings: Settings) -> Celery:
+    """A Celery app that only sends tasks, configured from ``settings`` (used by the API)."""
+    sender = Celery("engram-producer")
+    sender.conf.update(celery_config(settings))
+    return sender
+
+
+app = Celery("engram", include=["workers.extract", "workers.embed", "workers.reconcile", "workers.notify"])
+# A module path, imported when Celery first needs its configuration: settings are not read at import.
+app.config_from_object("workers.celeryconfig")
 
 
 @signals.worker_init.connect

@@ -18,6 +18,6 @@ def embed_work(c: Container, job: Job) -> dict[str, Any]:
     return {"embeddings": embed_facts(job.facts or [], c.embedder)}
 
 
-@app.task(bind=True, name="engram.embed")
+@app.task(bind=True, name="engram.embed", max_retries=None)  # our attempt cap governs retries
 def embed(self: Task, job_id: str) -> None:
     run_stage(self, job_id, Stage.EMBEDDED, embed_work, next_task="engram.reconcile")

@@ -26,6 +26,6 @@ def extract_work(c: Container, job: Job) -> dict[str, Any]:
     return {"facts": facts}
 
 
-@app.task(bind=True, name="engram.extract")
+@app.task(bind=True, name="engram.extract", max_retries=None)  # our attempt cap governs retries
 def extract(self: Task, job_id: str) -> None:
     run_stage(self, job_id, Stage.EXTRACTED, extract_work, next_task="engram.embed")

@@ -18,6 +18,6 @@ def notify_work(c: Container, job: Job) -> dict[str, Any]:
     return {}
 
 
-@app.task(bind=True, name="engram.notify")
+@app.task(bind=True, name="engram.notify", max_retries=None)  # our attempt cap governs retries
 def notify(self: Task, job_id: str) -> None:
     run_stage(self, job_id, Stage.NOTIFIED, notify_work, next_task=None)

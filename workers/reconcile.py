@@ -52,6 +52,6 @@ def reconcile_work(c: Container, job: Job) -> dict[str, Any]:
     return {}
 
 
-@app.task(bind=True, name="engram.reconcile")
+@app.task(bind=True, name="engram.reconcile", max_retries=None)  # our attempt cap governs retries
 def reconcile(self: Task, job_id: str) -> None:
     run_stage(self, job_id, Stage.RECONCILED, reconcile_work, next_task="engram.notify", scope_locked=True)

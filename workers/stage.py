@@ -75,7 +75,7 @@ def run_stage(
             completed = _attempt(task, c, job, stage, work)
     except ScopeBusy as busy:
         wait = c.settings.pipeline.lock_retry_seconds * random.uniform(1.0, 2.0)
-        raise task.retry(countdown=wait, max_retries=None) from busy
+        raise task.retry(countdown=wait) from busy
     if completed:
         hand_on(next_task, job_id)
 
@@ -112,4 +112,4 @@ def _attempt(task: Task, c: Container, job: Job, stage: Stage, work: StageWork) 
         else backoff_seconds(attempt, p.retry_backoff_seconds, p.retry_backoff_max_seconds)
     )
     log.info("job %s: %s; attempt %d, retry in %.1fs", job.id, reason, attempt, countdown)
-    raise task.retry(countdown=countdown, max_retries=None, exc=error)
+    raise task.retry(countdown=countdown, exc=error)

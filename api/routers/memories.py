@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from api.deps import ContainerDep, ProjectDep
+from api.deps import ContainerDep, EnqueueDep, ProjectDep
 from engram import ingest, memories
 from engram.errors import NotFoundError
 from schemas.jobs import AddAccepted, AddCompleted, JobStatus
@@ -24,14 +24,9 @@ from schemas.memories import (
     ScopeFields,
     SearchRequest,
 )
-from workers.celery_app import app as celery_app
 
 router = APIRouter(prefix="/v1/memories", tags=["memories"])
 SYNC_POLL_SECONDS = 0.05
-
-
-def _enqueue(job_id: str) -> None:
-    celery_app.send_task("engram.extract", args=[job_id])
 
 
 def _scope_params(
@@ -49,9 +44,9 @@ def _scope_params(
     response_model=AddAccepted | AddCompleted,
     responses={200: {"model": AddCompleted}, 413: {}, 503: {}},
 )
-async def add_memories(body: MemoryCreate, c: ContainerDep, project_id: ProjectDep) -> Any:
+async def add_memories(body: MemoryCreate, c: ContainerDep, project_id: ProjectDep, enqueue: EnqueueDep) -> Any:
     """Queue a conversation for extraction. ``async_mode=false`` waits for the job and returns its events."""
-    job_id = await run_in_threadpool(ingest.submit, c, project_id, body, _enqueue)
+    job_id = await run_in_threadpool(ingest.submit, c, project_id, body, enqueue)
     if body.async_mode:
         return AddAccepted(event_id=job_id)
     deadline = time.monotonic() + c.settings.pipeline.sync_wait_seconds

@@ -131,11 +131,16 @@ class HeuristicLLM:
                 decisions.append(MemoryDecision(id=f"new:{i}", text=fact, event="NONE"))
                 continue
             negated = bool(NEGATION.search(fact))
-            if negated and best is not None and best not in claimed and sims[best] >= cfg.delete_threshold:
-                if not NEGATION.search(existing[best].text):
-                    claimed.add(best)
-                    decisions.append(MemoryDecision(id=str(best), text=existing[best].text, event="DELETE"))
-                    continue
+            if (
+                negated
+                and best is not None
+                and best not in claimed
+                and sims[best] >= cfg.delete_threshold
+                and not NEGATION.search(existing[best].text)
+            ):
+                claimed.add(best)
+                decisions.append(MemoryDecision(id=str(best), text=existing[best].text, event="DELETE"))
+                continue
             key = subject_key(fact)
             target = next(
                 (

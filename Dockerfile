@@ -1,0 +1,17 @@
+# One image for the API, the workers and Flower.
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 LITELLM_LOCAL_MODEL_COST_MAP=True
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY api api
+COPY workers workers
+COPY schemas schemas
+COPY config config
+COPY engram engram
+# CPU-only torch first, so the pinned version does not pull CUDA libraries.
+RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+ && pip install --no-cache-dir .
+RUN useradd --create-home engram && mkdir -p /data && chown engram /data
+USER engram
+EXPOSE 8000
+CMD ["uvicorn", "--factory", "api.main:create_app", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,127 @@
+"""A real engram deployment for end-to-end tests: an API server process and a Celery worker process
+on loopback, with their own SQL file (or PostgreSQL database), vector directory and Redis key prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+START_TIMEOUT_SECONDS = 120
+JOB_TIMEOUT_SECONDS = 120
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Stack:
+    def __init__(self, workdir: Path, redis_url: str, sql_url: str | None = None, **env: str) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "ENGRAM_ENVIRONMENT": "test",
+            "ENGRAM_SQL__URL": sql_url or f"sqlite:///{workdir / 'engram.db'}",
+            "ENGRAM_VECTOR_STORE__PATH": str(workdir / "vectors"),
+            "ENGRAM_REDIS__URL": redis_url,
+            "ENGRAM_REDIS__KEY_PREFIX": f"engram-e2e-{uuid.uuid4().hex[:8]}:",
+            "ENGRAM_PIPELINE__RETRY_BACKOFF_SECONDS": "0.2",
+            "ENGRAM_PIPELINE__RETRY_BACKOFF_MAX_SECONDS": "1",
+            "ENGRAM_PIPELINE__LOCK_RETRY_SECONDS": "0.05",
+            **env,
+        }
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.client = httpx.Client(base_url=self.base_url, timeout=60)
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(args, cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def start_worker(self, concurrency: int = 2) -> subprocess.Popen[bytes]:
+        proc = self._spawn("worker", [str(BIN / "celery"), "-A", "workers.celery_app", "worker", "-Q", "llm,default",
+                                      "-c", str(concurrency), "-Ofair", "--without-mingle", "--without-gossip",
+                                      "--loglevel=INFO"])
+        self._wait(lambda: b"ready." in (self.workdir / "worker.log").read_bytes(), "worker", proc)
+        return proc
+
+    def start_api(self) -> subprocess.Popen[bytes]:
+        proc = self._spawn("api", [str(BIN / "uvicorn"), "--factory", "api.main:create_app", "--host", "127.0.0.1",
+                                   "--port", str(self.port), "--log-level", "warning"])
+        self._wait(self._healthy, "api", proc)
+        return proc
+
+    def start(self) -> Stack:
+        self.start_api()  # migrates the schema before the worker starts
+        self.start_worker()
+        return self
+
+    def _healthy(self) -> bool:
+        try:
+            return self.client.get("/health").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _wait(self, ready: Any, name: str, proc: subprocess.Popen[bytes]) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log(name)}")
+            if ready():
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"{name} did not start in {START_TIMEOUT_SECONDS}s:\n{self.log(name)}")
+
+    def log(self, name: str) -> str:
+        path = self.workdir / f"{name}.log"
+        return path.read_text(errors="replace")[-5000:] if path.exists() else ""
+
+    def stop(self) -> None:
+        self.client.close()
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+    # -- client helpers ---------------------------------------------------------------------
+    def add(self, body: dict[str, Any]) -> str:
+        response = self.client.post("/v1/memories/", json=body)
+        assert response.status_code == 202, response.text
+        return str(response.json()["event_id"])
+
+    def wait_job(self, event_id: str) -> dict[str, Any]:
+        deadline = time.monotonic() + JOB_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            job = self.client.get(f"/v1/event/{event_id}/").json()
+            if job["status"] in ("SUCCEEDED", "FAILED"):
+                return job  # type: ignore[no-any-return]
+            time.sleep(0.1)
+        raise TimeoutError(f"job {event_id} did not end:\n{self.log('worker')}")
+
+    def memories(self, **scope: str) -> list[dict[str, Any]]:
+        response = self.client.get("/v1/memories/", params=scope)
+        assert response.status_code == 200, response.text
+        return response.json()["results"]  # type: ignore[no-any-return]

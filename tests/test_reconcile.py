@@ -1,0 +1,96 @@
+"""Stage functions without Celery: extract → embed → plan → apply, on real stores and the real embedder."""
+
+from __future__ import annotations
+
+from config.container import Container
+from engram.llm.heuristic import HeuristicLLM
+from engram.scope import Scope
+from engram.stages.embed import embed_facts
+from engram.stages.extract import extract_facts
+from engram.stages.reconcile import _resolve, apply_plan, plan_changes
+from schemas.llm import MemoryDecision
+from schemas.memories import Message
+
+SCOPE = Scope("p1", user_id="ana")
+
+
+def ingest(c: Container, job_id: str, text: str, *, infer: bool = True) -> list[dict]:
+    messages = [Message(role="user", content=text)]
+    facts = extract_facts(messages, c.llm, infer=infer)
+    vectors = embed_facts(facts, c.embedder)
+    plan = plan_changes(
+        job_id=job_id, facts=facts, vectors=vectors, scope=SCOPE, store=c.vector_store, llm=c.llm,
+        embedder=c.embedder, infer=infer, k=5, roles=["user"] * len(facts) if not infer else None,
+    )
+    events, history = apply_plan(job_id=job_id, plan=plan, vectors=vectors, scope=SCOPE,
+                                 store=c.vector_store, metadata={"source": "test"})
+    c.history.record("p1", history)
+    return [e.model_dump() for e in events]
+
+
+def test_add_then_duplicate_then_contradiction(container: Container) -> None:
+    first = ingest(container, "j1", "I live in Paris. I love hiking.")
+    assert [(e["event"], e["memory"]) for e in first] == [("ADD", "Lives in Paris"), ("ADD", "Loves hiking")]
+    assert ingest(container, "j2", "I love hiking.") == []  # NONE: already known
+    third = ingest(container, "j3", "I live in Berlin.")
+    assert [(e["event"], e["memory"], e["previous_memory"]) for e in third] == [
+        ("UPDATE", "Lives in Berlin", "Lives in Paris")
+    ]
+    paris_id = first[0]["id"]
+    assert third[0]["id"] == paris_id
+    stored = container.vector_store.get(paris_id, "p1")
+    assert stored is not None and stored.memory == "Lives in Berlin"
+    assert stored.metadata == {"source": "test"}
+    assert [(h.event, h.new_memory) for h in container.history.for_memory("p1", paris_id)] == [
+        ("ADD", "Lives in Paris"), ("UPDATE", "Lives in Berlin")
+    ]
+
+
+def test_negation_deletes(container: Container) -> None:
+    added = ingest(container, "j1", "I eat meat.")
+    deleted = ingest(container, "j2", "I don't eat meat anymore.")
+    assert [(e["event"], e["id"]) for e in deleted] == [("DELETE", added[0]["id"])]
+    assert container.vector_store.get(added[0]["id"], "p1") is None
+
+
+def test_infer_false_stores_messages_verbatim(container: Container) -> None:
+    events = ingest(container, "j1", "The sky was grey today, what a day", infer=False)
+    assert [(e["event"], e["memory"]) for e in events] == [("ADD", "The sky was grey today, what a day")]
+    stored = container.vector_store.get(events[0]["id"], "p1")
+    assert stored is not None and stored.metadata["role"] == "user"
+
+
+def test_applying_a_plan_twice_changes_nothing(container: Container) -> None:
+    facts = ["Lives in Paris", "Plays chess"]
+    vectors = embed_facts(facts, container.embedder)
+    plan = plan_changes(job_id="j1", facts=facts, vectors=vectors, scope=SCOPE, store=container.vector_store,
+                        llm=HeuristicLLM(), embedder=container.embedder, infer=True, k=5)
+    results = []
+    for _ in range(2):
+        events, history = apply_plan(job_id="j1", plan=plan, vectors=vectors, scope=SCOPE,
+                                     store=container.vector_store, metadata=None)
+        container.history.record("p1", history)
+        results.append((events, container.vector_store.list(SCOPE.as_filter(), limit=10)))
+    assert results[0][0] == results[1][0]
+    assert [(r.id, r.memory) for r in results[0][1]] == [(r.id, r.memory) for r in results[1][1]]
+    assert container.vector_store.count(SCOPE.as_filter()) == 2
+    assert sum(len(container.history.for_memory("p1", e.id)) for e in results[0][0]) == 2
+
+
+def test_llm_ids_are_mapped_back_and_invalid_ones_dropped(container: Container) -> None:
+    ingest(container, "j0", "I live in Paris.")
+    existing = container.vector_store.list(SCOPE.as_filter(), limit=10)
+    decisions = [
+        MemoryDecision(id="0", text="Lives in Lyon", event="UPDATE"),
+        MemoryDecision(id="0", text="Lives in Nice", event="UPDATE"),  # same memory twice: first wins
+        MemoryDecision(id="7", text="ghost", event="DELETE"),  # an id the LLM was never shown
+        MemoryDecision(id="b7c1-uuid-invented", text="Has a dog", event="ADD"),
+        MemoryDecision(id="new:0", text="Likes tea", event="ADD"),
+        MemoryDecision(id="new:1", text="x", event="NONE"),
+    ]
+    plan = _resolve("j1", decisions, ["Likes tea"], existing, "2026-01-01T00:00:00+00:00")
+    assert [(p["event"], p["text"]) for p in plan] == [("UPDATE", "Lives in Lyon"), ("ADD", "Has a dog"),
+                                                       ("ADD", "Likes tea")]
+    assert plan[0]["memory_id"] == existing[0].id
+    assert plan[1]["memory_id"] != plan[2]["memory_id"]
+    assert plan[2]["fact_index"] == 0 and "fact_index" not in plan[1]

@@ -1,0 +1,63 @@
+"""Settings, the composition root and provider discovery."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from config.container import Container
+from config.settings import Settings
+from engram import plugins
+from engram.llm.heuristic import HeuristicLLM
+from engram.llm.litellm_llm import LiteLLM
+
+
+def test_nested_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENGRAM_LLM__PROVIDER", "litellm")
+    monkeypatch.setenv("ENGRAM_LLM__MODEL", "openai/gpt-4o-mini")
+    monkeypatch.setenv("ENGRAM_PIPELINE__MAX_ATTEMPTS_PER_STAGE", "3")
+    settings = Settings()
+    assert settings.llm.provider == "litellm" and settings.pipeline.max_attempts_per_stage == 3
+
+
+def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENGRAM_PIPELINE__MAX_ATTEMPTS_PER_STAGE", "0")
+    with pytest.raises(ValidationError, match="max_attempts_per_stage"):
+        Settings()
+
+
+def test_production_refuses_development_defaults() -> None:
+    with pytest.raises(ValidationError, match="heuristic"):
+        Settings(environment="production")
+    Settings(
+        environment="production",
+        llm={"provider": "litellm"},
+        sql={"url": "postgresql+psycopg://engram@db/engram"},
+        redis={"url": "redis://:secret@redis:6379/0"},
+    )
+
+
+def test_container_builds_providers_lazily_from_settings() -> None:
+    c = Container(Settings(llm={"provider": "litellm", "model": "openai/x", "api_base": "http://127.0.0.1:9"}))
+    assert "llm" not in c.__dict__  # nothing built (or connected) until asked
+    llm = c.llm
+    assert isinstance(llm, LiteLLM) and llm.config.model == "openai/x"
+    assert isinstance(Container(Settings()).llm, HeuristicLLM)
+
+
+def test_unknown_provider_lists_the_installed_ones() -> None:
+    with pytest.raises(ValueError, match="installed: heuristic, litellm"):
+        _ = Container(Settings(llm={"provider": "nope"})).llm
+
+
+def test_entry_point_providers_are_discovered(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib.metadata import EntryPoint
+
+    def fake_entry_points(group: str) -> list[EntryPoint]:
+        if group == "engram.llms":
+            return [EntryPoint("third_party", "engram.llm.heuristic:HeuristicLLM", group)]
+        return []
+
+    monkeypatch.setattr(plugins, "entry_points", fake_entry_points)
+    assert plugins.available("llm")["third_party"].builtin is False
+    assert plugins.load("llm", "third_party") is HeuristicLLM
