@@ -33,6 +33,10 @@ class Stage(StrEnum):
     def rank(self) -> int:
         return list(Stage).index(self)
 
+    @property
+    def previous(self) -> Stage:
+        return list(Stage)[max(0, self.rank - 1)]
+
 
 MemoryEventType = Literal["ADD", "UPDATE", "DELETE", "NONE"]
 

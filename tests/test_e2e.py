@@ -106,3 +106,23 @@ def test_delete_all_for_a_scope(stack: Stack) -> None:
 
 def test_workdir_is_isolated(stack: Stack) -> None:
     assert Path(stack.env["ENGRAM_VECTOR_STORE__PATH"]).is_dir()
+
+
+def test_redelivered_messages_change_nothing(stack: Stack) -> None:
+    """At-least-once delivery: every stage of one job delivered three times, one set of memories."""
+    from config.settings import Settings
+    from workers.celery_app import producer
+
+    sender = producer(Settings(redis={"url": stack.env["ENGRAM_REDIS__URL"],
+                                      "key_prefix": stack.env["ENGRAM_REDIS__KEY_PREFIX"]}))
+    event_id = stack.add({"messages": "I speak Finnish. I own a kayak.", "user_id": "dup"})
+    for stage in ("engram.extract", "engram.embed", "engram.reconcile", "engram.notify") * 2:
+        sender.send_task(stage, args=[event_id])
+    job = stack.wait_job(event_id)
+    assert job["status"] == "SUCCEEDED"
+    assert sorted(r["memory"] for r in job["results"]) == ["Owns a kayak", "Speaks Finnish"]
+    sender.close()
+    memories = stack.memories(user_id="dup")
+    assert sorted(m["memory"] for m in memories) == ["Owns a kayak", "Speaks Finnish"]
+    for memory in memories:
+        assert [h["event"] for h in stack.client.get(f"/v1/memories/{memory['id']}/history/").json()] == ["ADD"]

@@ -69,9 +69,18 @@ def run_stage(
     if job.done(stage):
         hand_on(next_task, job_id)
         return
+    if not job.done(stage.previous):
+        # Delivered before its turn (a duplicate of a later stage): the pipeline hands it on in order.
+        log.info("job %s: %s arrived before %s was done; dropped", job_id, stage.value, stage.previous.value)
+        return
     guard: AbstractContextManager[Any] = c.locks.hold(scope_of(job)) if scope_locked else nullcontext()
     try:
         with guard:
+            if scope_locked:
+                # Re-read under the lock: a duplicate delivery may have finished this stage meanwhile.
+                job = c.jobs.get(job_id) or job
+                if job.done(stage):
+                    return
             completed = _attempt(task, c, job, stage, work)
     except ScopeBusy as busy:
         wait = c.settings.pipeline.lock_retry_seconds * random.uniform(1.0, 2.0)
@@ -100,8 +109,7 @@ def _attempt(task: Task, c: Container, job: Job, stage: Stage, work: StageWork) 
         log.exception("stage %s of job %s raised", stage.value, job.id)
         error = exc
     else:
-        c.jobs.complete_stage(job.id, stage, **outputs)
-        return True
+        return c.jobs.complete_stage(job.id, stage, **outputs)
     reason = f"{stage.value}: {type(error).__name__}: {error!s:.500}"
     if attempt >= p.max_attempts_per_stage:
         fail_job(c, job.id, f"{reason} (after {attempt} attempts)")

@@ -38,6 +38,8 @@ class LiteLLMEmbedder:
                 api_base=self.config.api_base,
                 api_key=self.config.api_key,
                 timeout=self.config.timeout_seconds,
+                num_retries=0,
+                max_retries=0,
             )
         except Exception as exc:  # mapped to Transient/Permanent, never swallowed
             raise classify_litellm_error(exc) from exc

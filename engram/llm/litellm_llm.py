@@ -15,9 +15,13 @@ def import_litellm() -> Any:
     # Without this, importing litellm tries to download its model cost map from the internet.
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("LITELLM_TELEMETRY", "False")
+    # litellm turns max_retries=0 back into its default of 2 for OpenAI clients; retries belong to
+    # the task queue (backoff, Retry-After, attempt cap), never to a blocked worker slot.
+    os.environ.setdefault("DEFAULT_MAX_RETRIES", "0")
     import litellm
 
     litellm.telemetry = False
+    litellm.DEFAULT_MAX_RETRIES = 0
     return litellm
 
 

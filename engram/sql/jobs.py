@@ -133,14 +133,23 @@ class JobStore:
             )
             return int(conn.execute(select(tables.jobs.c.attempts).where(tables.jobs.c.id == job_id)).scalar_one())
 
-    def complete_stage(self, job_id: str, stage: Stage, **outputs: Any) -> None:
-        """Record a stage's output and advance the done marker; attempts restart for the next stage."""
+    def complete_stage(self, job_id: str, stage: Stage, **outputs: Any) -> bool:
+        """Record a stage's output and advance the done marker; attempts restart for the next stage.
+
+        Only the first completion counts: if a duplicate delivery of the stage finished first, this
+        one's outputs are dropped (False), so later stages never see outputs change under them.
+        """
         values: dict[str, Any] = {"stage": stage.value, "attempts": 0, "updated_at": utcnow()}
         if "embeddings" in outputs:
             values["embeddings"] = pack_vectors(outputs.pop("embeddings"))
         values.update(outputs)
         with self.engine.begin() as conn:
-            conn.execute(update(tables.jobs).where(tables.jobs.c.id == job_id).values(**values))
+            result = conn.execute(
+                update(tables.jobs)
+                .where(tables.jobs.c.id == job_id, tables.jobs.c.stage == stage.previous.value)
+                .values(**values)
+            )
+        return bool(result.rowcount)
 
     def finish(self, job_id: str, status: JobStatus, error: str | None = None) -> None:
         now = utcnow()
