@@ -21,7 +21,7 @@ def import_litellm() -> Any:
     import litellm
 
     litellm.telemetry = False
-    litellm.DEFAULT_MAX_RETRIES = 0
+    litellm.DEFAULT_MAX_RETRIES = 0  # type: ignore[misc]
     return litellm
 
 

@@ -105,6 +105,7 @@ def _resolve(
     touched: set[str] = set()
     fact_position = {f: i for i, f in enumerate(facts)}
     extra_adds = 0
+    entry: dict[str, Any]
     for decision in decisions:
         text = decision.text.strip()
         if decision.event == "NONE":
