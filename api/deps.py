@@ -2,18 +2,61 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from celery import Celery
+from fastapi import Depends, HTTPException, Request, status
 
 from config.container import Container
+from engram.sql.tenancy import Principal, hash_key
 
-DEFAULT_PROJECT_ID = "default"
+# A resolved key is trusted this long without asking SQL again: one lookup per key per window
+# instead of one per request. A revoked key stops working within this window.
+KEY_CACHE_SECONDS = 10.0
+_key_cache: dict[str, tuple[float, Principal]] = {}
 
 
 def get_container(request: Request) -> Container:
     return request.app.state.container  # type: ignore[no-any-return]
+
+
+def presented_key(request: Request) -> str | None:
+    """The API key from ``Authorization: Token|Bearer <key>`` (Mem0's client sends Token) or ``X-API-Key``."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() in ("token", "bearer", "api-key") and value.strip():
+        return value.strip()
+    return request.headers.get("x-api-key") or None
+
+
+def get_principal(request: Request, c: Annotated[Container, Depends(get_container)]) -> Principal:
+    key = presented_key(request)
+    challenge = {"WWW-Authenticate": 'Token realm="engram"'}
+    if key is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "missing API key: send 'Authorization: Token <key>'", headers=challenge
+        )
+    digest = hash_key(key)
+    cached = _key_cache.get(digest)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    principal = c.tenancy.resolve(key)
+    if principal is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or revoked API key", headers=challenge)
+    _key_cache[digest] = (time.monotonic() + KEY_CACHE_SECONDS, principal)
+    return principal
+
+
+def get_project_id(principal: Annotated[Principal, Depends(get_principal)]) -> str:
+    """Everything a request touches is scoped to its key's project."""
+    return principal.project_id
+
+
+def get_sender(request: Request) -> Celery:
+    """The API's Celery producer (sends tasks; never runs them)."""
+    return request.app.state.producer  # type: ignore[no-any-return]
 
 
 def get_enqueue(request: Request) -> Callable[[str], None]:
@@ -26,11 +69,8 @@ def get_enqueue(request: Request) -> Callable[[str], None]:
     return enqueue
 
 
-def get_project_id() -> str:
-    """The caller's project. One project until API keys arrive (they resolve it from the key)."""
-    return DEFAULT_PROJECT_ID
-
-
 ContainerDep = Annotated[Container, Depends(get_container)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
 ProjectDep = Annotated[str, Depends(get_project_id)]
+SenderDep = Annotated[Celery, Depends(get_sender)]
 EnqueueDep = Annotated[Callable[[str], None], Depends(get_enqueue)]

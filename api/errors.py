@@ -6,8 +6,10 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
-from engram.errors import NotFoundError, ScopeBusy
+from engram.errors import ImmutableMemoryError, NotFoundError, ScopeBusy
+from engram.filters import FilterError
 from engram.ingest import BrokerUnavailable, LimitExceeded
 
 log = logging.getLogger(__name__)
@@ -22,6 +24,20 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(NotFoundError)
     async def _not_found(_: Request, exc: NotFoundError) -> JSONResponse:
         return _error(404, str(exc))
+
+    @app.exception_handler(ValidationError)
+    async def _invalid(_: Request, exc: ValidationError) -> JSONResponse:
+        # Models built inside a handler (e.g. from query parameters) fail like request bodies do.
+        details = [{"loc": e["loc"], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        return JSONResponse({"error": "invalid parameters", "detail": details}, status_code=422)
+
+    @app.exception_handler(FilterError)
+    async def _bad_filter(_: Request, exc: FilterError) -> JSONResponse:
+        return _error(400, str(exc))
+
+    @app.exception_handler(ImmutableMemoryError)
+    async def _immutable(_: Request, exc: ImmutableMemoryError) -> JSONResponse:
+        return _error(409, str(exc))
 
     @app.exception_handler(LimitExceeded)
     async def _too_large(_: Request, exc: LimitExceeded) -> JSONResponse:

@@ -17,8 +17,11 @@ from engram import plugins
 from engram.locks import ScopeLocks
 from engram.ports import LLM, Embedder, VectorStore
 from engram.sql.engine import make_engine
+from engram.sql.exports import ExportStore
+from engram.sql.feedback import FeedbackStore
 from engram.sql.history import HistoryStore
 from engram.sql.jobs import JobStore
+from engram.sql.tenancy import TenancyStore
 
 
 def _build(kind: str, name: str, fields: dict[str, Any]) -> Any:
@@ -81,6 +84,18 @@ class Container:
     @cached_property
     def history(self) -> HistoryStore:
         return HistoryStore(self.engine)
+
+    @cached_property
+    def tenancy(self) -> TenancyStore:
+        return TenancyStore(self.engine)
+
+    @cached_property
+    def feedback(self) -> FeedbackStore:
+        return FeedbackStore(self.engine)
+
+    @cached_property
+    def exports(self) -> ExportStore:
+        return ExportStore(self.engine)
 
     @cached_property
     def redis(self) -> redis.Redis:

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path("./data")
@@ -59,11 +59,39 @@ class VectorStoreSettings(BaseModel):
 
 
 class GraphStoreSettings(BaseModel):
-    """Graph memory (entities and relations); disabled until a provider is set."""
+    """Graph memory (entities and relations); disabled until a provider is set.
 
-    provider: str | None = None
-    path: Path = DEFAULT_DATA_DIR / "graph"
-    config: dict[str, Any] = Field(default_factory=dict)
+    Every process must agree on ``shards``: the scope-to-shard mapping depends on it (DESIGN.md #4).
+    """
+
+    provider: str | None = Field(None, description="'kuzu' enables graph memory; None (or empty) disables it")
+    path: Path = Field(DEFAULT_DATA_DIR / "graph", description="Directory of the shard files (shard-<n>.kuzu)")
+    config: dict[str, Any] = Field(default_factory=dict, description="Extra typed config of the graph store")
+    backend: Literal["kuzu", "ladybug"] = Field("kuzu", description="Import kuzu (0.11.3) or its fork ladybug")
+    shards: int = Field(1, ge=1, le=1024, description="Number of shard files, each owned by one graph.<n> worker")
+    shard: int | None = Field(
+        None, ge=0, description="The shard this process owns; set only on graph workers (learned from -Q graph.<n>)"
+    )
+    query_timeout_seconds: float = Field(2.0, gt=0, description="How long the API waits for a graph worker's answer")
+    dedupe_threshold: float = Field(0.9, gt=0, le=1, description="Cosine of entity names at/above which they merge")
+    search_threshold: float = Field(0.7, gt=0, le=1, description="Cosine a query entity needs to match a stored one")
+    search_limit: int = Field(100, gt=0, description="Relations returned with a search, at most")
+
+    @field_validator("provider", mode="before")
+    @classmethod
+    def _blank_is_disabled(cls, value: Any) -> Any:
+        # docker-compose passes unset variables as empty strings.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _shard_in_range(self) -> GraphStoreSettings:
+        if self.shard is not None and self.shard >= self.shards:
+            raise ValueError(f"graph_store.shard is {self.shard} but there are only {self.shards} shards")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.provider is not None
 
 
 class SQLSettings(BaseModel):

@@ -17,12 +17,16 @@ from rich.table import Table
 app = typer.Typer(help="engram: long-term memory for AI agents.", no_args_is_help=True)
 console = Console()
 ApiOption = Annotated[str, typer.Option("--api", envvar="ENGRAM_API_URL", help="Base URL of the engram API")]
+KeyOption = Annotated[str | None, typer.Option("--api-key", envvar="ENGRAM_API_KEY", help="API key of the project")]
 DEFAULT_API = "http://127.0.0.1:8000"
 POLL_SECONDS = 0.25
 
 
-def _client(api: str) -> httpx.Client:
-    return httpx.Client(base_url=api, timeout=60)
+def _client(api: str, key: str | None) -> httpx.Client:
+    if not key:
+        console.print("[red]no API key: pass --api-key or set ENGRAM_API_KEY (engram keys create ...)[/red]")
+        raise typer.Exit(2)
+    return httpx.Client(base_url=api, timeout=60, headers={"Authorization": f"Token {key}"})
 
 
 def _fail(response: httpx.Response) -> None:
@@ -48,15 +52,22 @@ def read_conversations(path: Path) -> list[dict[str, Any]]:
 def ingest(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL of conversations")],
     api: ApiOption = DEFAULT_API,
+    api_key: KeyOption = None,
     wait: Annotated[bool, typer.Option(help="Wait for every job to end")] = True,
 ) -> None:
     """Submit every conversation of FILE, then follow the jobs to their end with a progress bar."""
     conversations = read_conversations(file)
     started = time.monotonic()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-               TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     event_ids: list[str] = []
-    with _client(api) as client, Progress(*columns, console=console) as progress:
+    with _client(api, api_key) as client, Progress(*columns, console=console) as progress:
         submit = progress.add_task("submitting", total=len(conversations), rate="")
         for body in conversations:
             response = client.post("/v1/memories/", json={**body, "async_mode": True})
@@ -85,8 +96,16 @@ def ingest(
     table = Table(title="ingest summary")
     for column in ("jobs", "succeeded", "failed", "ADD", "UPDATE", "DELETE", "seconds", "jobs/s"):
         table.add_column(column, justify="right")
-    table.add_row(str(len(jobs)), str(statuses["SUCCEEDED"]), str(statuses["FAILED"]), str(events["ADD"]),
-                  str(events["UPDATE"]), str(events["DELETE"]), f"{elapsed:.1f}", f"{len(jobs) / elapsed:.1f}")
+    table.add_row(
+        str(len(jobs)),
+        str(statuses["SUCCEEDED"]),
+        str(statuses["FAILED"]),
+        str(events["ADD"]),
+        str(events["UPDATE"]),
+        str(events["DELETE"]),
+        f"{elapsed:.1f}",
+        f"{len(jobs) / elapsed:.1f}",
+    )
     console.print(table)
     for job in jobs.values():
         if job["status"] == "FAILED":
@@ -111,13 +130,14 @@ def memories(
     agent_id: Annotated[str | None, typer.Option()] = None,
     run_id: Annotated[str | None, typer.Option()] = None,
     api: ApiOption = DEFAULT_API,
+    api_key: KeyOption = None,
 ) -> None:
     """List the memories of a user, agent or run."""
     params = {k: v for k, v in {"user_id": user_id, "agent_id": agent_id, "run_id": run_id}.items() if v}
-    with _client(api) as client:
+    with _client(api, api_key) as client:
         response = client.get("/v1/memories/", params=params)
     _fail(response)
-    console.print(_memory_table(f"memories of {params}", response.json()["results"]))
+    console.print(_memory_table(f"memories of {params}", response.json()))
 
 
 @app.command()
@@ -128,19 +148,20 @@ def search(
     run_id: Annotated[str | None, typer.Option()] = None,
     limit: int = 5,
     api: ApiOption = DEFAULT_API,
+    api_key: KeyOption = None,
 ) -> None:
     """Search the memories of a user, agent or run."""
     body = {"query": query, "limit": limit, "user_id": user_id, "agent_id": agent_id, "run_id": run_id}
-    with _client(api) as client:
+    with _client(api, api_key) as client:
         response = client.post("/v1/memories/search/", json={k: v for k, v in body.items() if v is not None})
     _fail(response)
     console.print(_memory_table(f"search: {query!r}", response.json()["results"]))
 
 
 @app.command()
-def job(event_id: str, api: ApiOption = DEFAULT_API) -> None:
+def job(event_id: str, api: ApiOption = DEFAULT_API, api_key: KeyOption = None) -> None:
     """Show one job (event) with its per-memory results."""
-    with _client(api) as client:
+    with _client(api, api_key) as client:
         response = client.get(f"/v1/event/{event_id}/")
     _fail(response)
     console.print_json(response.text)
@@ -160,15 +181,160 @@ def providers() -> None:
     console.print(table)
 
 
-@app.command()
-def migrate() -> None:
-    """Bring the SQL schema to the latest version."""
+def _container() -> Any:
     from config.container import Container
     from config.settings import get_settings
 
     container = Container(get_settings())
     container.migrate()
+    return container
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the SQL schema to the latest version."""
+    _container()
     console.print("schema is up to date")
+
+
+@app.command()
+def bootstrap(
+    print_key: Annotated[bool, typer.Option("--print-key", help="Print only the key (for scripts)")] = False,
+) -> None:
+    """Development only: a new API key for the development project (created on first use)."""
+    from engram.bootstrap import ensure_dev_project
+
+    c = _container()
+    if c.settings.environment == "production":
+        console.print("[red]bootstrap is for development; use `engram orgs/projects/keys create`[/red]")
+        raise typer.Exit(2)
+    created = ensure_dev_project(c)
+    if print_key:
+        print(created.key)
+        return
+    console.print(f"project {created.project_id}; API key (shown once): [bold]{created.key}[/bold]")
+
+
+orgs_app = typer.Typer(help="Organisations.", no_args_is_help=True)
+projects_app = typer.Typer(help="Projects.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys (shown once, stored hashed).", no_args_is_help=True)
+app.add_typer(orgs_app, name="orgs")
+app.add_typer(projects_app, name="projects")
+app.add_typer(keys_app, name="keys")
+
+
+@orgs_app.command("create")
+def orgs_create(name: str) -> None:
+    console.print(_container().tenancy.create_org(name))
+
+
+@projects_app.command("create")
+def projects_create(name: str, org: Annotated[str, typer.Option(help="Organisation id")]) -> None:
+    console.print(_container().tenancy.create_project(org, name))
+
+
+@projects_app.command("list")
+def projects_list() -> None:
+    table = Table(title="projects")
+    for column in ("id", "name", "org_id", "org_name"):
+        table.add_column(column)
+    for row in _container().tenancy.list_projects():
+        table.add_row(row["id"], row["name"], row["org_id"], row["org_name"])
+    console.print(table)
+
+
+@projects_app.command("configure")
+def projects_configure(
+    project: str,
+    custom_instructions: Annotated[str | None, typer.Option(help="Extra fact-extraction instructions")] = None,
+) -> None:
+    """Per-project custom instructions for fact extraction (Mem0's custom_instructions)."""
+    _container().tenancy.configure_project(project, custom_instructions=custom_instructions)
+    console.print("configured")
+
+
+@keys_app.command("create")
+def keys_create(project: Annotated[str, typer.Option(help="Project id")], name: str = "default") -> None:
+    created = _container().tenancy.create_key(project, name)
+    console.print(f"key id {created.id}; API key (shown once): [bold]{created.key}[/bold]")
+
+
+@keys_app.command("list")
+def keys_list(project: Annotated[str | None, typer.Option()] = None) -> None:
+    table = Table(title="API keys")
+    for column in ("id", "project", "name", "prefix", "created", "revoked"):
+        table.add_column(column)
+    for row in _container().tenancy.list_keys(project):
+        table.add_row(
+            row["id"],
+            row["project_id"],
+            row["name"],
+            row["prefix"] + "…",
+            str(row["created_at"])[:19],
+            str(row["revoked_at"] or "")[:19],
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    if not _container().tenancy.revoke_key(key_id):
+        console.print("[red]no live key with that id[/red]")
+        raise typer.Exit(1)
+    console.print("revoked")
+
+
+@app.command("export")
+def export_project(project: Annotated[str, typer.Option()], file: Path) -> None:
+    """Back up a project's memories with ids, metadata, history, timestamps and vectors (JSON Lines)."""
+    from engram.export import write_export
+
+    with file.open("w") as out:
+        count = write_export(_container(), project, out)
+    console.print(f"exported {count} memories to {file}")
+
+
+@app.command("import")
+def import_project(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    project: Annotated[str | None, typer.Option(help="Target project (default: the exported one)")] = None,
+) -> None:
+    """Restore an export into this deployment (creating the project if it is missing)."""
+    from engram.export import import_documents, read_export
+
+    c = _container()
+    with file.open() as lines:
+        head, docs = read_export(lines)
+    target = project or head["project_id"]
+    if c.tenancy.project(target) is None:
+        target = _recreate_project(c, head, target)
+    with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(), console=console) as progress:
+        task = progress.add_task("import", total=len(docs))
+        for start in range(0, len(docs), 500):
+            import_documents(c, target, head, docs[start : start + 500])
+            progress.advance(task, len(docs[start : start + 500]))
+    console.print(f"imported {len(docs)} memories into {target}")
+
+
+def _recreate_project(c: Any, head: dict[str, Any], project_id: str) -> str:
+    """Recreate the exported project under its own id, so its memories keep their project."""
+    from engram.sql import tables
+    from engram.sql.jobs import utcnow
+
+    with c.engine.begin() as conn:
+        org_id = head.get("org_id") or "org_imported"
+        if c.tenancy.project(project_id, conn=conn) is None:
+            exists = conn.execute(tables.organizations.select().where(tables.organizations.c.id == org_id)).first()
+            if exists is None:
+                conn.execute(
+                    tables.organizations.insert().values(id=org_id, name=f"imported {org_id}", created_at=utcnow())
+                )
+            conn.execute(
+                tables.projects.insert().values(
+                    id=project_id, org_id=org_id, name=head.get("project_name") or project_id, created_at=utcnow()
+                )
+            )
+    return project_id
 
 
 if __name__ == "__main__":

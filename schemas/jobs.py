@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from schemas.graph import RelationEvents
+
 
 class JobStatus(StrEnum):
     PENDING = "PENDING"
@@ -39,6 +41,8 @@ class Stage(StrEnum):
 
 
 MemoryEventType = Literal["ADD", "UPDATE", "DELETE", "NONE"]
+# The graph branch of a job (runs beside reconcile): no graph (None), PENDING, DONE, FAILED or SKIPPED.
+GraphState = Literal["PENDING", "DONE", "FAILED", "SKIPPED"]
 
 
 class MemoryEvent(BaseModel):
@@ -80,3 +84,6 @@ class JobPublic(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     request: dict[str, Any] | None = None
+    graph_status: GraphState | None = Field(None, description="The job's graph branch; absent without graph memory")
+    graph_error: str | None = Field(None, description="Why the graph branch failed (the memories are stored)")
+    relations: RelationEvents | None = Field(None, description="Relations the job added to / deleted from the graph")

@@ -75,8 +75,8 @@ def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     base = request.getfixturevalue("postgres_url")
     engine = sa.create_engine(base)
     with engine.begin() as conn:
-        for table in ("alembic_version", "memory_history", "memory_events", "jobs"):
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+        conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+        conn.execute(sa.text("CREATE SCHEMA public"))
     engine.dispose()
     yield base
 

@@ -47,6 +47,7 @@ class Stack:
             **env,
         }
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.api_key = ""
         self.client = httpx.Client(base_url=self.base_url, timeout=60)
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
@@ -71,8 +72,21 @@ class Stack:
 
     def start(self) -> Stack:
         self.start_api()  # migrates the schema before the worker starts
+        self.api_key = self.new_key()
+        self.client.headers["Authorization"] = f"Token {self.api_key}"
         self.start_worker()
         return self
+
+    def new_key(self) -> str:
+        """A key for the development project, made by the real CLI against this stack's SQL."""
+        done = subprocess.run([str(BIN / "engram"), "bootstrap", "--print-key"], cwd=self.workdir, env=self.env,
+                              capture_output=True, text=True, timeout=60, check=True)
+        return done.stdout.strip().splitlines()[-1]
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {**self.env, "ENGRAM_API_URL": self.base_url, "ENGRAM_API_KEY": self.api_key}
+        return subprocess.run([str(BIN / "engram"), *args], cwd=self.workdir, env=env, capture_output=True,
+                              text=True, timeout=120)
 
     def _healthy(self) -> bool:
         try:
@@ -124,4 +138,4 @@ class Stack:
     def memories(self, **scope: str) -> list[dict[str, Any]]:
         response = self.client.get("/v1/memories/", params=scope)
         assert response.status_code == 200, response.text
-        return response.json()["results"]  # type: ignore[no-any-return]
+        return response.json()  # type: ignore[no-any-return]

@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from engram.bootstrap import ensure_dev_project
 from tests.conftest import make_settings
 
 
@@ -16,7 +17,9 @@ from tests.conftest import make_settings
 def client(tmp_path: Path, redis_url: str) -> Iterator[TestClient]:
     settings = make_settings(tmp_path, redis_url, api={"max_messages_per_request": 3, "max_message_chars": 50,
                                                        "max_metadata_bytes": 64, "max_body_bytes": 4000})
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+    app = create_app(settings)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        c.headers["Authorization"] = f"Token {ensure_dev_project(app.state.container).key}"
         yield c
 
 
@@ -58,10 +61,12 @@ def test_unknown_ids_are_404(client: TestClient) -> None:
 
 
 def test_search_and_list_need_a_scope(client: TestClient) -> None:
-    assert client.post("/v1/memories/search/", json={"query": "x"}).status_code == 422
+    assert client.post("/v1/memories/search/", json={"query": "x"}).status_code == 400
     assert client.post("/v1/memories/search/", json={"user_id": "u"}).status_code == 422
     assert client.post("/v1/memories/search/", json={"query": "x", "user_id": "u", "limit": 0}).status_code == 422
     assert client.get("/v1/memories/").status_code == 400
+    assert client.post("/v3/memories/search/", json={"query": "x"}).status_code == 400
+    assert client.post("/v3/memories/", json={}).status_code == 400
     assert client.put("/v1/memories/x/", json={}).status_code == 422
 
 
@@ -79,6 +84,7 @@ def test_broker_down_is_503_with_retry_after(tmp_path: Path) -> None:
     upgrade(make_engine(settings.sql.url))
     app = create_app(settings)
     with TestClient(app, raise_server_exceptions=False) as c:
+        c.headers["Authorization"] = f"Token {ensure_dev_project(app.state.container).key}"
         response = c.post("/v1/memories/", json={"messages": "I like tea", "user_id": "u"})
         assert response.status_code == 503 and response.headers["retry-after"]
         job = app.state.container.jobs  # the job that could not be queued is FAILED, not left to run later

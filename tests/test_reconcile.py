@@ -7,7 +7,7 @@ from engram.llm.heuristic import HeuristicLLM
 from engram.scope import Scope
 from engram.stages.embed import embed_facts
 from engram.stages.extract import extract_facts
-from engram.stages.reconcile import _resolve, apply_plan, plan_changes
+from engram.stages.reconcile import WriteOptions, _resolve, apply_plan, exact_scope, plan_changes
 from schemas.llm import MemoryDecision
 from schemas.memories import Message
 
@@ -23,7 +23,7 @@ def ingest(c: Container, job_id: str, text: str, *, infer: bool = True) -> list[
         embedder=c.embedder, infer=infer, k=5, roles=["user"] * len(facts) if not infer else None,
     )
     events, history = apply_plan(job_id=job_id, plan=plan, vectors=vectors, scope=SCOPE,
-                                 store=c.vector_store, metadata={"source": "test"})
+                                 store=c.vector_store, options=WriteOptions(metadata={"source": "test"}))
     c.history.record("p1", history)
     return [e.model_dump() for e in events]
 
@@ -68,18 +68,18 @@ def test_applying_a_plan_twice_changes_nothing(container: Container) -> None:
     results = []
     for _ in range(2):
         events, history = apply_plan(job_id="j1", plan=plan, vectors=vectors, scope=SCOPE,
-                                     store=container.vector_store, metadata=None)
+                                     store=container.vector_store)
         container.history.record("p1", history)
-        results.append((events, container.vector_store.list(SCOPE.as_filter(), limit=10)))
+        results.append((events, container.vector_store.list(project_id="p1", where=exact_scope(SCOPE), limit=10)))
     assert results[0][0] == results[1][0]
     assert [(r.id, r.memory) for r in results[0][1]] == [(r.id, r.memory) for r in results[1][1]]
-    assert container.vector_store.count(SCOPE.as_filter()) == 2
+    assert container.vector_store.count(project_id="p1", where=exact_scope(SCOPE)) == 2
     assert sum(len(container.history.for_memory("p1", e.id)) for e in results[0][0]) == 2
 
 
 def test_llm_ids_are_mapped_back_and_invalid_ones_dropped(container: Container) -> None:
     ingest(container, "j0", "I live in Paris.")
-    existing = container.vector_store.list(SCOPE.as_filter(), limit=10)
+    existing = container.vector_store.list(project_id="p1", where=exact_scope(SCOPE), limit=10)
     decisions = [
         MemoryDecision(id="0", text="Lives in Lyon", event="UPDATE"),
         MemoryDecision(id="0", text="Lives in Nice", event="UPDATE"),  # same memory twice: first wins

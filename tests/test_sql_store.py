@@ -47,7 +47,19 @@ def test_events_and_history_are_recorded_once(sql_engine: sa.Engine) -> None:
     assert history.for_memory("other-project", "m1") == []
 
 
-def test_migrations_are_idempotent(sql_engine: sa.Engine) -> None:
+def test_migrations_are_idempotent_and_reach_the_single_head(sql_engine: sa.Engine) -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from engram.sql.migrate import MIGRATIONS_DIR
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    heads = ScriptDirectory.from_config(config).get_heads()
+    assert len(heads) == 1, f"migrations must form one line, found heads {heads}"
     upgrade(sql_engine)  # already at head: nothing to do, nothing breaks
     with sql_engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == heads[0]
+    assert {"jobs", "memory_events", "memory_history", "api_keys", "projects"} <= set(
+        sa.inspect(sql_engine).get_table_names()
+    )

@@ -18,8 +18,8 @@ TASK_ROUTES = {
     "engram.reconcile": {"queue": QUEUE_LLM},
     "engram.embed": {"queue": QUEUE_DEFAULT},
     "engram.notify": {"queue": QUEUE_DEFAULT},
+    "engram.export": {"queue": QUEUE_DEFAULT},
 }
-
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -59,7 +59,10 @@ def producer(settings: Settings) -> Celery:
     return sender
 
 
-app = Celery("engram", include=["workers.extract", "workers.embed", "workers.reconcile", "workers.notify"])
+app = Celery(
+    "engram",
+    include=["workers.extract", "workers.embed", "workers.reconcile", "workers.notify", "workers.export"],
+)
 # A module path, imported when Celery first needs its configuration: settings are not read at import.
 app.config_from_object("workers.celeryconfig")
 

@@ -8,7 +8,7 @@ from celery import Task
 
 from config.container import Container
 from engram.sql.jobs import Job
-from engram.stages.extract import extract_facts
+from engram.stages.extract import extract_facts, extraction_prompt
 from schemas.jobs import Stage
 from schemas.memories import MemoryCreate
 from workers.celery_app import app
@@ -17,12 +17,12 @@ from workers.stage import run_stage
 
 def extract_work(c: Container, job: Job) -> dict[str, Any]:
     request = MemoryCreate.model_validate(job.request)
-    facts = extract_facts(
-        request.messages,
-        c.llm,
-        infer=request.infer,
-        custom_prompt=c.settings.pipeline.custom_fact_extraction_prompt,
+    project = c.tenancy.project(job.project_id) or {}
+    prompt = extraction_prompt(
+        c.settings.pipeline.custom_fact_extraction_prompt,
+        request.custom_instructions or project.get("custom_instructions"),
     )
+    facts = extract_facts(request.messages, c.llm, infer=request.infer, custom_prompt=prompt)
     return {"facts": facts}
 
 

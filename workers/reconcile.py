@@ -9,7 +9,7 @@ from celery import Task
 from config.container import Container
 from engram.sql.jobs import Job
 from engram.stages.extract import raw_memories
-from engram.stages.reconcile import apply_plan, plan_changes
+from engram.stages.reconcile import WriteOptions, apply_plan, plan_changes
 from schemas.jobs import Stage
 from schemas.memories import MemoryCreate
 from workers.celery_app import app
@@ -18,6 +18,8 @@ from workers.stage import run_stage, scope_of
 
 def reconcile_work(c: Container, job: Job) -> dict[str, Any]:
     request = MemoryCreate.model_validate(job.request)
+    project = c.tenancy.project(job.project_id) or {}
+    options = WriteOptions.from_request(request, project.get("custom_categories"))
     scope = scope_of(job)
     facts, vectors = job.facts or [], job.embeddings or []
     plan = job.plan
@@ -34,6 +36,7 @@ def reconcile_work(c: Container, job: Job) -> dict[str, Any]:
             k=c.settings.pipeline.similar_memories_k,
             roles=None if request.infer else [m.role for m in raw_memories(request.messages)],
             custom_prompt=c.settings.pipeline.custom_update_memory_prompt,
+            options=options,
         )
         # Persisted before any write: a redelivery re-applies this plan instead of deciding anew.
         c.jobs.save_plan(job.id, plan)
@@ -43,8 +46,7 @@ def reconcile_work(c: Container, job: Job) -> dict[str, Any]:
         vectors=vectors,
         scope=scope,
         store=c.vector_store,
-        metadata=request.metadata,
-        app_id=request.app_id or "",
+        options=options,
     )
     with c.engine.begin() as conn:
         c.history.record(job.project_id, history, conn=conn)

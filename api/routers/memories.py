@@ -1,18 +1,20 @@
-"""Memories: add (as a job), search, list, get, update, delete, history."""
+"""Memories, v1 routes: add (as a job), search, list, get, update, delete, history."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import json
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from api.deps import ContainerDep, EnqueueDep, ProjectDep
 from engram import ingest, memories
-from engram.errors import NotFoundError
+from engram.filters import FilterError
 from schemas.jobs import AddAccepted, AddCompleted, JobStatus
 from schemas.memories import (
     Deleted,
@@ -27,22 +29,14 @@ from schemas.memories import (
 
 router = APIRouter(prefix="/v1/memories", tags=["memories"])
 SYNC_POLL_SECONDS = 0.05
-
-
-def _scope_params(
-    user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None, app_id: str | None = None
-) -> ScopeFields:
-    ids = ScopeFields(user_id=user_id, agent_id=agent_id, run_id=run_id, app_id=app_id)
-    if not ids.has_scope():
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "one of user_id, agent_id or run_id is required")
-    return ids
+ERRORS: dict[int | str, dict[str, Any]] = {400: {}, 401: {}, 404: {}, 409: {}, 413: {}, 503: {}}
 
 
 @router.post(
     "/",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=AddAccepted | AddCompleted,
-    responses={200: {"model": AddCompleted}, 413: {}, 503: {}},
+    responses={200: {"model": AddCompleted}, **ERRORS},
 )
 async def add_memories(body: MemoryCreate, c: ContainerDep, project_id: ProjectDep, enqueue: EnqueueDep) -> Any:
     """Queue a conversation for extraction. ``async_mode=false`` waits for the job and returns its events."""
@@ -56,22 +50,25 @@ async def add_memories(body: MemoryCreate, c: ContainerDep, project_id: ProjectD
             if job.status is JobStatus.FAILED:
                 return JSONResponse({"error": job.error, "event_id": job_id, "status": job.status.value}, 422)
             events = await run_in_threadpool(c.jobs.events, job_id)
-            return JSONResponse(
-                AddCompleted(results=events, event_id=job_id, status=job.status.value).model_dump(mode="json"), 200
-            )
+            completed = AddCompleted(results=events, event_id=job_id, status=job.status.value)
+            return JSONResponse(completed.model_dump(mode="json"), 200)
         await asyncio.sleep(SYNC_POLL_SECONDS)
     return AddAccepted(message="Still processing; poll the event", event_id=job_id)
 
 
-@router.post("/search/", response_model=MemoryList)
+@router.post("/search/", response_model=MemoryList, responses=ERRORS)
 def search_memories(body: SearchRequest, c: ContainerDep, project_id: ProjectDep) -> MemoryList:
+    """Search (v1: ids at the top level; ``filters`` in the v2 language also accepted)."""
+    where = memories.require_scope(
+        memories.build_where(body.filters, body, categories=body.categories, metadata=body.metadata)
+    )
     results = memories.search(
-        c, project_id, body, body.query, limit=body.limit, threshold=body.threshold, metadata=body.filters
+        c, project_id, where, body.query, limit=body.limit, threshold=body.threshold, include_expired=body.show_expired
     )
     return MemoryList(results=results)
 
 
-@router.get("/", response_model=MemoryList)
+@router.get("/", response_model=list[MemoryPublic], responses=ERRORS)
 def list_memories(
     c: ContainerDep,
     project_id: ProjectDep,
@@ -79,14 +76,30 @@ def list_memories(
     agent_id: str | None = None,
     run_id: str | None = None,
     app_id: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
-) -> MemoryList:
-    ids = _scope_params(user_id, agent_id, run_id, app_id)
-    return MemoryList(results=memories.list_memories(c, project_id, ids, limit=limit, offset=offset))
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[MemoryPublic]:
+    """Older clients' get_all: a plain list, newest first."""
+    ids = ScopeFields(user_id=user_id, agent_id=agent_id, run_id=run_id, app_id=app_id)
+    where = memories.require_scope(memories.build_where(None, ids))
+    return memories.page(c, project_id, where, page=page, page_size=page_size)[1]
 
 
-@router.delete("/", response_model=Deleted)
+def parse_filters_param(raw: str | None) -> dict[str, Any] | None:
+    """The client's delete_all sends ``filters`` as a query parameter: JSON, or a Python dict's repr."""
+    if not raw:
+        return None
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            value = parse(raw)
+        except (ValueError, SyntaxError):
+            continue
+        if isinstance(value, dict):
+            return value
+    raise FilterError("the filters parameter must be a JSON object")
+
+
+@router.delete("/", response_model=Deleted, responses=ERRORS)
 def delete_all_memories(
     c: ContainerDep,
     project_id: ProjectDep,
@@ -94,31 +107,40 @@ def delete_all_memories(
     agent_id: str | None = None,
     run_id: str | None = None,
     app_id: str | None = None,
+    filters: str | None = None,
 ) -> Deleted:
-    ids = _scope_params(user_id, agent_id, run_id, app_id)
-    count = memories.delete_all(c, project_id, ids)
+    """Delete every memory matching the ids (or filters). Refuses an empty filter: no accidental wipe."""
+    ids = ScopeFields(user_id=user_id, agent_id=agent_id, run_id=run_id, app_id=app_id)
+    where = memories.require_scope(memories.build_where(parse_filters_param(filters), ids))
+    count = memories.delete_matching(c, project_id, where)
     return Deleted(message=f"{count} memories deleted successfully!")
 
 
-@router.get("/{memory_id}/", response_model=MemoryPublic, responses={404: {}})
+@router.get("/{memory_id}/", response_model=MemoryPublic, responses=ERRORS)
 def get_memory(memory_id: str, c: ContainerDep, project_id: ProjectDep) -> MemoryPublic:
     return memories.to_public(memories.get(c, project_id, memory_id))
 
 
-@router.put("/{memory_id}/", response_model=MemoryPublic, responses={404: {}})
+@router.put("/{memory_id}/", response_model=MemoryPublic, responses=ERRORS)
 def update_memory(memory_id: str, body: MemoryUpdate, c: ContainerDep, project_id: ProjectDep) -> MemoryPublic:
-    return memories.update(c, project_id, memory_id, text=body.text, metadata=body.metadata)
+    return memories.update(
+        c,
+        project_id,
+        memory_id,
+        text=body.text,
+        metadata=body.metadata,
+        changes=set(body.model_fields_set),
+        expiration_date=body.expiration_date,
+        timestamp=body.timestamp,
+    )
 
 
-@router.delete("/{memory_id}/", response_model=Deleted, responses={404: {}})
+@router.delete("/{memory_id}/", response_model=Deleted, responses=ERRORS)
 def delete_memory(memory_id: str, c: ContainerDep, project_id: ProjectDep) -> Deleted:
     memories.delete(c, project_id, memory_id)
     return Deleted(message="Memory deleted successfully!")
 
 
-@router.get("/{memory_id}/history/", response_model=list[HistoryEntry], responses={404: {}})
+@router.get("/{memory_id}/history/", response_model=list[HistoryEntry], responses=ERRORS)
 def memory_history(memory_id: str, c: ContainerDep, project_id: ProjectDep) -> list[HistoryEntry]:
-    try:
-        return memories.history(c, project_id, memory_id)
-    except NotFoundError:
-        raise
+    return memories.history(c, project_id, memory_id)

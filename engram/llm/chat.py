@@ -14,8 +14,9 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from engram.errors import PermanentError
-from engram.llm import prompts
+from engram.llm import graph_prompts, prompts
 from engram.ports import ExistingMemory
+from schemas.graph import ExtractedGraph, QueryEntities, RelationDeletions, Triple
 from schemas.llm import ExtractedFacts, MemoryDecision, MemoryDecisions
 from schemas.memories import Message
 
@@ -80,3 +81,21 @@ class ChatLLM:
             return []
         answer = self.complete_model(prompts.update_messages(facts, existing, custom_prompt), MemoryDecisions)
         return answer.memory
+
+    def extract_graph(self, messages: Sequence[Message], facts: Sequence[str], *, subject: str) -> ExtractedGraph:
+        return self.complete_model(graph_prompts.graph_extraction_messages(messages, facts, subject), ExtractedGraph)
+
+    def decide_relation_deletions(
+        self, existing: Sequence[Triple], new: Sequence[Triple], *, text: str, subject: str
+    ) -> list[Triple]:
+        if not existing:
+            return []
+        answer = self.complete_model(
+            graph_prompts.relation_deletion_messages(existing, new, text, subject), RelationDeletions
+        )
+        # Only relations that exist can be deleted; the model may paraphrase or invent others.
+        known = {t.key(): t for t in existing}
+        return [known[t.key()] for t in answer.delete if t.key() in known]
+
+    def extract_query_entities(self, query: str, *, subject: str) -> list[str]:
+        return self.complete_model(graph_prompts.query_entities_messages(query, subject), QueryEntities).entities

@@ -12,8 +12,10 @@ TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
 def _retry_after_seconds(exc: Any) -> float | None:
     # litellm keeps the provider's headers on the exception; its own `response` may carry none.
     value = None
-    for headers in (getattr(exc, "litellm_response_headers", None),
-                    getattr(getattr(exc, "response", None), "headers", None)):
+    for headers in (
+        getattr(exc, "litellm_response_headers", None),
+        getattr(getattr(exc, "response", None), "headers", None),
+    ):
         if headers is not None and hasattr(headers, "get"):
             value = headers.get("retry-after") or headers.get("Retry-After")
             if value is not None:

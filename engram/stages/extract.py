@@ -8,6 +8,18 @@ from engram.ports import LLM
 from schemas.memories import Message
 
 
+def extraction_prompt(custom_prompt: str | None, instructions: str | None) -> str | None:
+    """The deployment's prompt (or the built-in one) with the request's or project's instructions.
+
+    Mem0's ``custom_fact_extraction_prompt`` replaces the prompt; its ``custom_instructions`` add to it.
+    """
+    if not instructions:
+        return custom_prompt
+    from engram.llm.prompts import FACT_EXTRACTION_PROMPT
+
+    return f"{custom_prompt or FACT_EXTRACTION_PROMPT}\n\nAdditional instructions:\n{instructions.strip()}"
+
+
 def raw_memories(messages: Sequence[Message]) -> list[Message]:
     """With ``infer=false`` every non-system message is stored as it is (Mem0's behaviour)."""
     return [m for m in messages if m.role != "system"]

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
+from engram import categories
+from engram.filters import And, Node, eq
 from engram.ids import content_hash, history_id_for, memory_id_for
 from engram.ports import LLM, Embedder, ExistingMemory, MemoryRecord, VectorStore
 from engram.scope import Scope
 from engram.sql.history import HistoryChange
 from schemas.jobs import MemoryEvent
 from schemas.llm import MemoryDecision
+from schemas.memories import MemoryCreate
 
 log = logging.getLogger(__name__)
 
@@ -27,16 +31,45 @@ log = logging.getLogger(__name__)
 MAX_EXISTING_SHOWN = 50
 
 
+@dataclass(frozen=True, slots=True)
+class WriteOptions:
+    """What the add request says about the memories it creates."""
+
+    metadata: dict[str, Any] | None = None
+    app_id: str = ""
+    expiration_date: str | None = None
+    immutable: bool = False
+    created_at: datetime | None = None  # when the conversation happened, if the client said
+    categories: dict[str, str] | None = None  # name → description; None: no categorisation
+
+    @classmethod
+    def from_request(cls, request: MemoryCreate, project_categories: Any = None) -> WriteOptions:
+        return cls(
+            metadata=request.metadata,
+            app_id=request.app_id or "",
+            expiration_date=request.expiration_date,
+            immutable=request.immutable,
+            created_at=datetime.fromtimestamp(request.timestamp, UTC) if request.timestamp is not None else None,
+            categories=categories.from_custom(request.custom_categories or project_categories),
+        )
+
+
 def find_existing(vectors: Sequence[Sequence[float]], store: VectorStore, scope: Scope, k: int) -> list[MemoryRecord]:
     """The union of each fact's ``k`` nearest memories in the exact scope, best score first."""
     found: dict[str, MemoryRecord] = {}
+    where = exact_scope(scope)
     for vector in vectors:
-        for record in store.search(vector, scope.as_filter(), limit=k):
+        for record in store.search(vector, project_id=scope.project_id, where=where, limit=k):
             kept = found.get(record.id)
             if kept is None or (record.score or 0) > (kept.score or 0):
                 found[record.id] = record
     ranked = sorted(found.values(), key=lambda r: r.score or 0.0, reverse=True)
     return ranked[:MAX_EXISTING_SHOWN]
+
+
+def exact_scope(scope: Scope) -> Node:
+    """Exactly this scope: an id left out must be empty on the memory too (the scope lock's key)."""
+    return And((eq("user_id", scope.user_id), eq("agent_id", scope.agent_id), eq("run_id", scope.run_id)))
 
 
 def similarity_matrix(vectors: Sequence[Sequence[float]], existing: Sequence[MemoryRecord]) -> list[list[float]]:
@@ -61,15 +94,17 @@ def plan_changes(
     roles: Sequence[str] | None = None,
     custom_prompt: str | None = None,
     now: datetime | None = None,
+    options: WriteOptions | None = None,
 ) -> list[dict[str, Any]]:
     """Decide ADD / UPDATE / DELETE for each fact. NONE decisions leave no entry.
 
     Each entry: ``event, memory_id, text, previous, created_at`` and either ``fact_index`` (reuse
     that fact's vector) or ``vector`` (the LLM rewrote the text, so it was embedded again).
     """
-    planned_at = (now or datetime.now(UTC)).isoformat()
+    options = options or WriteOptions()
+    planned_at = (options.created_at or now or datetime.now(UTC)).isoformat()
     if not infer:
-        return [
+        plan = [
             {
                 "event": "ADD",
                 "memory_id": memory_id_for(job_id, i),
@@ -81,16 +116,33 @@ def plan_changes(
             }
             for i, fact in enumerate(facts)
         ]
+        _categorise(plan, vectors, embedder, options)
+        return plan
     if not facts:
         return []
-    existing_records = find_existing(vectors, store, scope, k)
+    # Immutable memories are never offered to the decision, so it cannot update or delete them.
+    existing_records = [r for r in find_existing(vectors, store, scope, k) if not r.immutable]
     existing = [ExistingMemory(r.id, r.memory, r.score or 0.0) for r in existing_records]
     decisions = llm.decide_updates(
         facts, existing, similarity=similarity_matrix(vectors, existing_records), custom_prompt=custom_prompt
     )
     plan = _resolve(job_id, decisions, facts, existing_records, planned_at)
     _embed_rewritten(plan, facts, embedder)
+    _categorise(plan, vectors, embedder, options)
     return plan
+
+
+def _categorise(
+    plan: list[dict[str, Any]], vectors: Sequence[Sequence[float]], embedder: Embedder, options: WriteOptions
+) -> None:
+    targets = [p for p in plan if p["event"] != "DELETE"]
+    if not targets or options.categories is None:
+        return
+    chosen = categories.assign(
+        [p["vector"] if "vector" in p else vectors[p["fact_index"]] for p in targets], embedder, options.categories
+    )
+    for entry, names in zip(targets, chosen, strict=True):
+        entry["categories"] = names
 
 
 def _resolve(
@@ -176,8 +228,7 @@ def apply_plan(
     vectors: Sequence[Sequence[float]],
     scope: Scope,
     store: VectorStore,
-    metadata: dict[str, Any] | None,
-    app_id: str = "",
+    options: WriteOptions | None = None,
     now: datetime | None = None,
 ) -> tuple[list[MemoryEvent], list[HistoryChange]]:
     """Write the plan to the vector store; return the events and history rows for the SQL commit.
@@ -185,6 +236,7 @@ def apply_plan(
     Idempotent: upserts by deterministic id, deletes of missing ids are no-ops, and the returned
     rows carry deterministic keys so recording them twice inserts them once.
     """
+    options = options or WriteOptions()
     updated_at = now or datetime.now(UTC)
     upserts: list[MemoryRecord] = []
     deletes: list[str] = []
@@ -210,7 +262,8 @@ def apply_plan(
             deletes.append(entry["memory_id"])
             continue
         vector = entry["vector"] if "vector" in entry else vectors[entry["fact_index"]]
-        record_metadata = dict(entry.get("metadata") or metadata or {})
+        added = event == "ADD"
+        record_metadata = dict(entry.get("metadata") or options.metadata or {})
         if entry.get("role"):
             record_metadata.setdefault("role", entry["role"])
         upserts.append(
@@ -223,7 +276,10 @@ def apply_plan(
                 created_at=datetime.fromisoformat(entry["created_at"]),
                 updated_at=updated_at,
                 metadata=record_metadata,
-                app_id=app_id,
+                app_id=options.app_id if added else entry.get("app_id") or "",
+                categories=entry.get("categories", []),
+                expiration_date=options.expiration_date if added else entry.get("expiration_date"),
+                immutable=options.immutable and added,
             )
         )
     store.upsert(upserts)

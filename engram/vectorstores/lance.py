@@ -2,7 +2,8 @@
 
 Safe with the API and several worker processes at once: LanceDB commits are atomic and versioned,
 reads check for the latest version on every query (``read_consistency_interval=0``), and writers
-that lose a commit race retry here.
+that lose a commit race retry here. Filters on scalar columns run inside LanceDB (prefilter);
+dates, categories and metadata are checked in Python with ``engram.filters.matches``.
 """
 
 from __future__ import annotations
@@ -19,14 +20,18 @@ from typing import Any, TypeVar
 import pyarrow as pa
 from pydantic import BaseModel, Field
 
+from engram import filters
+from engram.filters import And, Cond, Node, Not, Or
 from engram.ports import MemoryRecord
 from engram.scope import Scope
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-FILTERABLE_COLUMNS = ("id", "project_id", "user_id", "agent_id", "run_id", "app_id", "hash")
 COMMIT_RETRIES = 20
+# When part of a filter is checked in Python, this many nearest candidates are examined at most.
+POST_FILTER_CANDIDATES = 10_000
+SQL_COLUMNS = {"id": "id", "user_id": "user_id", "agent_id": "agent_id", "run_id": "run_id", "app_id": "app_id"}
 
 
 class LanceConfig(BaseModel):
@@ -35,29 +40,62 @@ class LanceConfig(BaseModel):
     dimensions: int = Field(384, gt=0)
 
 
-def _quote(value: str) -> str:
+def _quote(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def where_clause(filters: dict[str, Any]) -> str | None:
-    """SQL for column equality filters; ``metadata`` is matched in Python (it is JSON)."""
-    parts = []
-    for key, value in filters.items():
-        if key == "metadata":
-            continue
-        if key not in FILTERABLE_COLUMNS:
-            raise ValueError(f"cannot filter on {key!r}")
-        if isinstance(value, list | tuple | set):
-            if not value:
-                return "false"
-            parts.append(f"{key} IN ({', '.join(_quote(v) for v in value)})")
+def _like(value: Any) -> str:
+    escaped = str(value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return _quote(f"%{escaped}%")
+
+
+def to_sql(node: Node | None) -> str | None:
+    """LanceDB SQL for a filter made only of scalar-column conditions; None if any part is not."""
+    if node is None:
+        return None
+    if isinstance(node, And | Or):
+        parts = [to_sql(n) for n in node.items]
+        if any(p is None for p in parts):
+            return None
+        return "(" + (" AND " if isinstance(node, And) else " OR ").join(parts) + ")"  # type: ignore[arg-type]
+    if isinstance(node, Not):
+        inner = to_sql(node.item)
+        return None if inner is None else f"(NOT {inner})"
+    column = SQL_COLUMNS.get(node.field)
+    if column is None:
+        return None
+    return _cond_sql(column, node)
+
+
+def _cond_sql(column: str, cond: Cond) -> str | None:
+    op, value = cond.op, cond.value
+    if op == "exists":
+        return f"({column} != '')"
+    if op == "in":
+        return f"({column} IN ({', '.join(_quote(v) for v in value)}))" if value else "(false)"
+    if op == "contains":
+        return f"({column} LIKE {_like(value)})"
+    if op == "icontains":
+        return f"(lower({column}) LIKE lower({_like(value)}))"
+    symbol = {"eq": "=", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}.get(op)
+    return None if symbol is None else f"({column} {symbol} {_quote(value)})"
+
+
+def prefilter(project_id: str, where: Node | None, include_expired: bool) -> tuple[str, bool]:
+    """(SQL LanceDB applies, whether ``filters.matches`` must still run on the rows it returns)."""
+    clauses = [f"project_id = {_quote(project_id)}"]
+    if not include_expired:
+        today = datetime.now(UTC).date().isoformat()
+        clauses.append(f"(expiration_date IS NULL OR expiration_date >= {_quote(today)})")
+    residual = False
+    items = where.items if isinstance(where, And) else (where,) if where is not None else ()
+    for item in items:
+        sql = to_sql(item)
+        if sql is None:
+            residual = True
         else:
-            parts.append(f"{key} = {_quote(value)}")
-    return " AND ".join(parts) if parts else None
-
-
-def metadata_matches(metadata: dict[str, Any], wanted: dict[str, Any] | None) -> bool:
-    return not wanted or all(metadata.get(k) == v for k, v in wanted.items())
+            clauses.append(sql)
+    return " AND ".join(clauses), residual
 
 
 class LanceVectorStore:
@@ -87,6 +125,8 @@ class LanceVectorStore:
                 pa.field("categories", pa.list_(pa.string())),
                 pa.field("created_at", ts),
                 pa.field("updated_at", ts),
+                pa.field("expiration_date", pa.string(), nullable=True),
+                pa.field("immutable", pa.bool_()),
             ]
         )
 
@@ -138,6 +178,8 @@ class LanceVectorStore:
             "categories": list(r.categories),
             "created_at": r.created_at,
             "updated_at": r.updated_at,
+            "expiration_date": r.expiration_date,
+            "immutable": r.immutable,
             **r.scope.as_filter(),
         }
 
@@ -154,12 +196,15 @@ class LanceVectorStore:
         if not ids:
             return
         table = self._open()
-        clause = where_clause({"id": list(ids)})
+        clause = f"id IN ({', '.join(_quote(i) for i in ids)})"
         self._retry_commit(lambda: table.delete(clause))
 
-    def reset(self) -> None:
+    def delete_project(self, project_id: str) -> int:
         table = self._open()
-        self._retry_commit(lambda: table.delete("true"))
+        clause = f"project_id = {_quote(project_id)}"
+        count = int(table.count_rows(clause))
+        self._retry_commit(lambda: table.delete(clause))
+        return count
 
     # -- reads ---------------------------------------------------------------------------------
     def _record(self, row: dict[str, Any], score: float | None = None) -> MemoryRecord:
@@ -174,60 +219,67 @@ class LanceVectorStore:
             metadata=json.loads(row["metadata"] or "{}"),
             app_id=row["app_id"] or "",
             categories=list(row["categories"] or []),
+            expiration_date=row.get("expiration_date"),
+            immutable=bool(row.get("immutable")),
             score=score,
         )
 
     def get(self, memory_id: str, project_id: str) -> MemoryRecord | None:
-        rows = self._open().search().where(where_clause({"id": memory_id, "project_id": project_id})).limit(1)
-        found = rows.to_list()
+        clause = f"id = {_quote(memory_id)} AND project_id = {_quote(project_id)}"
+        found = self._open().search().where(clause).limit(1).to_list()
         return self._record(found[0]) if found else None
 
     def search(
         self,
         vector: Sequence[float],
-        filters: dict[str, Any],
         *,
+        project_id: str,
+        where: Node | None = None,
         limit: int,
         threshold: float | None = None,
+        include_expired: bool = False,
     ) -> list[MemoryRecord]:
-        table = self._open()
-        wanted_metadata = filters.get("metadata")
-        # Metadata is matched after the kNN, so ask for more candidates when it filters.
-        fetch = limit if not wanted_metadata else max(limit * 10, 200)
-        query = table.search(list(vector), vector_column_name="vector").distance_type("cosine")
-        clause = where_clause(filters)
-        if clause:
-            query = query.where(clause, prefilter=True)
+        sql, residual = prefilter(project_id, where, include_expired)
+        query = self._open().search(list(vector), vector_column_name="vector").distance_type("cosine")
+        query = query.where(sql, prefilter=True).limit(POST_FILTER_CANDIDATES if residual else limit)
         results = []
-        for row in query.limit(fetch).to_list():
+        for row in query.to_list():
             score = 1.0 - float(row["_distance"])
             if threshold is not None and score < threshold:
                 continue
             record = self._record(row, score)
-            if metadata_matches(record.metadata, wanted_metadata):
+            if not residual or filters.matches(where, record):
                 results.append(record)
-        results.sort(key=lambda r: r.score or 0.0, reverse=True)
-        return results[:limit]
+                if len(results) == limit:
+                    break
+        return results
 
-    def list(self, filters: dict[str, Any], *, limit: int, offset: int = 0) -> list[MemoryRecord]:
-        table = self._open()
-        query = table.search()
-        clause = where_clause(filters)
-        if clause:
-            query = query.where(clause)
-        total = table.count_rows(clause) if clause else table.count_rows()
-        rows = query.limit(max(total, 1)).to_list()
-        records = [self._record(r) for r in rows]
-        records = [r for r in records if metadata_matches(r.metadata, filters.get("metadata"))]
+    def list(
+        self,
+        *,
+        project_id: str,
+        where: Node | None = None,
+        limit: int,
+        offset: int = 0,
+        include_expired: bool = False,
+    ) -> list[MemoryRecord]:
+        records = self._matching(project_id, where, include_expired)
         records.sort(key=lambda r: (r.created_at, r.id), reverse=True)
         return records[offset : offset + limit]
 
-    def count(self, filters: dict[str, Any]) -> int:
-        if filters.get("metadata"):
-            return len(self.list(filters, limit=10**9))
-        clause = where_clause(filters)
+    def count(self, *, project_id: str, where: Node | None = None, include_expired: bool = True) -> int:
+        sql, residual = prefilter(project_id, where, include_expired)
+        if not residual:
+            return int(self._open().count_rows(sql))
+        return len(self._matching(project_id, where, include_expired))
+
+    def _matching(self, project_id: str, where: Node | None, include_expired: bool) -> list[MemoryRecord]:
+        sql, residual = prefilter(project_id, where, include_expired)
         table = self._open()
-        return int(table.count_rows(clause) if clause else table.count_rows())
+        total = int(table.count_rows(sql))
+        rows = table.search().where(sql).limit(max(total, 1)).to_list() if total else []
+        records = [self._record(r) for r in rows]
+        return [r for r in records if filters.matches(where, r)] if residual else records
 
 
 def _utc(value: Any) -> datetime:
