@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from engram.errors import ImmutableMemoryError, NotFoundError, ScopeBusy
 from engram.filters import FilterError
-from engram.ingest import BrokerUnavailable, LimitExceeded
+from engram.ingest import Backpressure, BrokerUnavailable, LimitExceeded
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = "5"
@@ -46,6 +46,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(BrokerUnavailable)
     async def _broker_down(_: Request, exc: BrokerUnavailable) -> JSONResponse:
         return _error(503, str(exc), {"Retry-After": RETRY_AFTER_SECONDS})
+
+    @app.exception_handler(Backpressure)
+    async def _behind(_: Request, exc: Backpressure) -> JSONResponse:
+        return _error(429, str(exc), {"Retry-After": str(exc.retry_after_seconds)})
 
     @app.exception_handler(ScopeBusy)
     async def _busy(_: Request, exc: ScopeBusy) -> JSONResponse:

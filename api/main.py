@@ -10,7 +10,19 @@ from fastapi.concurrency import run_in_threadpool
 
 from api import errors
 from api.limits import BodySizeLimit
-from api.routers import account, batch, entities, events, exports, feedback, health, memories, memories_v2, unsupported
+from api.routers import (
+    account,
+    batch,
+    batches,
+    entities,
+    events,
+    exports,
+    feedback,
+    health,
+    memories,
+    memories_v2,
+    unsupported,
+)
 from config.container import Container
 from config.settings import Settings, get_settings
 from workers.celery_app import producer
@@ -37,7 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    routers = (account, memories, memories_v2, events, entities, batch, feedback, exports, unsupported, health)
+    routers = (account, memories, memories_v2, batches, events, entities, batch, feedback, exports, unsupported, health)
     for module in routers:
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.api.max_body_bytes)  # type: ignore[arg-type]

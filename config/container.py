@@ -16,6 +16,7 @@ from config.settings import Settings
 from engram import plugins
 from engram.locks import ScopeLocks
 from engram.ports import LLM, Embedder, VectorStore
+from engram.sql.batches import BatchStore
 from engram.sql.engine import make_engine
 from engram.sql.exports import ExportStore
 from engram.sql.feedback import FeedbackStore
@@ -88,6 +89,10 @@ class Container:
     @cached_property
     def tenancy(self) -> TenancyStore:
         return TenancyStore(self.engine)
+
+    @cached_property
+    def batches(self) -> BatchStore:
+        return BatchStore(self.engine)
 
     @cached_property
     def feedback(self) -> FeedbackStore:

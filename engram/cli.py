@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -48,14 +48,25 @@ def read_conversations(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def idempotency_key(body: dict[str, Any]) -> str:
+    """Derived from the conversation itself: re-running an interrupted ingest resubmits nothing twice."""
+    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return "ingest:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
 @app.command()
 def ingest(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL of conversations")],
     api: ApiOption = DEFAULT_API,
     api_key: KeyOption = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=1000, help="Conversations per request")] = 200,
     wait: Annotated[bool, typer.Option(help="Wait for every job to end")] = True,
 ) -> None:
-    """Submit every conversation of FILE, then follow the jobs to their end with a progress bar."""
+    """Submit every conversation of FILE in batches, then follow them to their end with a progress bar.
+
+    Safe to re-run after an interruption: each conversation carries an idempotency key derived from
+    its content, so the ones already accepted are not submitted twice.
+    """
     conversations = read_conversations(file)
     started = time.monotonic()
     columns = (
@@ -66,50 +77,70 @@ def ingest(
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    event_ids: list[str] = []
+    batches: list[str] = []
+    rejected: list[str] = []
+    accepted = duplicates = 0
     with _client(api, api_key) as client, Progress(*columns, console=console) as progress:
         submit = progress.add_task("submitting", total=len(conversations), rate="")
-        for body in conversations:
-            response = client.post("/v1/memories/", json={**body, "async_mode": True})
-            _fail(response)
-            event_ids.append(response.json()["event_id"])
-            progress.advance(submit)
+        for start in range(0, len(conversations), batch_size):
+            chunk = conversations[start : start + batch_size]
+            items = [
+                {**body, "idempotency_key": body.get("idempotency_key") or idempotency_key(body)} for body in chunk
+            ]
+            response = _post_with_backoff(client, "/v1/batches/", items)
+            answer = response.json()
+            batches.append(answer["batch_id"])
+            accepted += answer["accepted"]
+            duplicates += answer["duplicates"]
+            rejected += [f"line {start + r['index'] + 1}: {r['error']}" for r in answer["rejected"]]
+            progress.advance(submit, len(chunk))
+            progress.update(submit, rate=f"{(start + len(chunk)) / (time.monotonic() - started):.0f} conv/s")
         if not wait:
             return
-        done_task = progress.add_task("processing", total=len(event_ids), rate="")
-        pending = set(event_ids)
-        jobs: dict[str, dict[str, Any]] = {}
-        while pending:
-            for event_id in list(pending):
-                job = client.get(f"/v1/event/{event_id}/").json()
-                if job["status"] in ("SUCCEEDED", "FAILED"):
-                    jobs[event_id] = job
-                    pending.discard(event_id)
-                    progress.advance(done_task)
-            rate = len(jobs) / max(time.monotonic() - started, 1e-9)
-            progress.update(done_task, rate=f"{rate:.1f} jobs/s")
-            if pending:
-                time.sleep(POLL_SECONDS)
-    elapsed = time.monotonic() - started
-    statuses = Counter(j["status"] for j in jobs.values())
-    events = Counter(e["event"] for j in jobs.values() for e in j["results"])
-    table = Table(title="ingest summary")
-    for column in ("jobs", "succeeded", "failed", "ADD", "UPDATE", "DELETE", "seconds", "jobs/s"):
-        table.add_column(column, justify="right")
-    table.add_row(
-        str(len(jobs)),
-        str(statuses["SUCCEEDED"]),
-        str(statuses["FAILED"]),
-        str(events["ADD"]),
-        str(events["UPDATE"]),
-        str(events["DELETE"]),
-        f"{elapsed:.1f}",
-        f"{len(jobs) / elapsed:.1f}",
+        total = accepted + duplicates
+        follow = progress.add_task("processing", total=total, rate="")
+        statuses: dict[str, dict[str, Any]] = {}
+        while True:
+            for batch_id in batches:
+                if batch_id not in statuses or not statuses[batch_id]["done"]:
+                    statuses[batch_id] = client.get(f"/v1/batches/{batch_id}/").json()
+            finished = sum(s["counts"]["SUCCEEDED"] + s["counts"]["FAILED"] for s in statuses.values())
+            progress.update(
+                follow, completed=finished, rate=f"{finished / max(time.monotonic() - started, 1e-9):.1f} jobs/s"
+            )
+            if all(s["done"] for s in statuses.values()):
+                break
+            time.sleep(POLL_SECONDS)
+    _ingest_summary(statuses, accepted, duplicates, rejected, time.monotonic() - started)
+
+
+def _post_with_backoff(client: httpx.Client, path: str, body: Any) -> httpx.Response:
+    """429 (pipeline behind) and 503 (queue down) are waits, not failures: honour Retry-After."""
+    for _ in range(120):
+        response = client.post(path, json=body)
+        if response.status_code not in (429, 503):
+            _fail(response)
+            return response
+        time.sleep(float(response.headers.get("retry-after", "5")))
+    _fail(response)
+    return response
+
+
+def _ingest_summary(
+    statuses: dict[str, dict[str, Any]], accepted: int, duplicates: int, rejected: list[str], elapsed: float
+) -> None:
+    succeeded = sum(s["counts"]["SUCCEEDED"] for s in statuses.values())
+    failed = [f for s in statuses.values() for f in s["failed"]]
+    rate = (succeeded + len(failed)) / max(elapsed, 1e-9)
+    console.print(
+        f"ingest: {accepted} accepted, {duplicates} already ingested, {len(rejected)} rejected; "
+        f"{succeeded} succeeded, {len(failed)} failed; {elapsed:.1f} s, {rate:.1f} jobs/s",
+        soft_wrap=True,
     )
-    console.print(table)
-    for job in jobs.values():
-        if job["status"] == "FAILED":
-            console.print(f"[red]FAILED {job['id']}: {job['error']}[/red]")
+    for line in rejected[:20]:
+        console.print(f"[yellow]rejected {line}[/yellow]")
+    for item in failed[:20]:
+        console.print(f"[red]FAILED item {item['index']} ({item['event_id']}): {item['error']}[/red]")
 
 
 def _memory_table(title: str, memories: list[dict[str, Any]]) -> Table:

@@ -8,7 +8,7 @@ import json
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Header, Query, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
@@ -29,7 +29,8 @@ from schemas.memories import (
 
 router = APIRouter(prefix="/v1/memories", tags=["memories"])
 SYNC_POLL_SECONDS = 0.05
-ERRORS: dict[int | str, dict[str, Any]] = {400: {}, 401: {}, 404: {}, 409: {}, 413: {}, 503: {}}
+ERRORS: dict[int | str, dict[str, Any]] = {400: {}, 401: {}, 404: {}, 409: {}, 413: {}, 429: {}, 503: {}}
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
 
 
 @router.post(
@@ -38,9 +39,18 @@ ERRORS: dict[int | str, dict[str, Any]] = {400: {}, 401: {}, 404: {}, 409: {}, 4
     response_model=AddAccepted | AddCompleted,
     responses={200: {"model": AddCompleted}, **ERRORS},
 )
-async def add_memories(body: MemoryCreate, c: ContainerDep, project_id: ProjectDep, enqueue: EnqueueDep) -> Any:
-    """Queue a conversation for extraction. ``async_mode=false`` waits for the job and returns its events."""
-    job_id = await run_in_threadpool(ingest.submit, c, project_id, body, enqueue)
+async def add_memories(
+    body: MemoryCreate,
+    c: ContainerDep,
+    project_id: ProjectDep,
+    enqueue: EnqueueDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
+    """Queue a conversation for extraction. ``async_mode=false`` waits for the job and returns its events.
+
+    With an ``Idempotency-Key`` header, a repeated request returns the first one's event id.
+    """
+    job_id = await run_in_threadpool(ingest.submit, c, project_id, body, enqueue, idempotency_key)
     if body.async_mode:
         return AddAccepted(event_id=job_id)
     deadline = time.monotonic() + c.settings.pipeline.sync_wait_seconds

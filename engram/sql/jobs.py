@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 
 from engram.sql import tables
 from engram.sql.engine import insert_ignore
@@ -17,6 +17,15 @@ from schemas.jobs import JobStatus, MemoryEvent, Stage
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    id: str
+    request: dict[str, Any]
+    scope: dict[str, str]
+    idempotency_key: str | None = None
+    batch_index: int | None = None
 
 
 @dataclass(slots=True)
@@ -68,24 +77,63 @@ class JobStore:
             conn.execute(select(1))
 
     def create(self, job_id: str, project_id: str, request: dict[str, Any], scope: dict[str, str]) -> None:
+        self.create_many(project_id, [NewJob(job_id, request, scope)])
+
+    def create_many(self, project_id: str, new_jobs: Sequence[NewJob], batch_id: str | None = None) -> dict[str, str]:
+        """Record PENDING jobs in one transaction. A job whose idempotency key the project has used
+        before is not created again: the answer maps each new job's id to the id that holds its key
+        (itself, or the earlier job)."""
+        if not new_jobs:
+            return {}
         now = utcnow()
+        rows = [
+            {
+                "id": j.id, "project_id": project_id, "kind": "add", "status": JobStatus.PENDING.value,
+                "stage": Stage.QUEUED.value, "attempts": 0, "request": j.request,
+                "user_id": j.scope.get("user_id", ""), "agent_id": j.scope.get("agent_id", ""),
+                "run_id": j.scope.get("run_id", ""), "created_at": now, "updated_at": now,
+                "batch_id": batch_id, "batch_index": j.batch_index, "idempotency_key": j.idempotency_key,
+            }
+            for j in new_jobs
+        ]
+        keys = [j.idempotency_key for j in new_jobs if j.idempotency_key]
         with self.engine.begin() as conn:
-            conn.execute(
-                tables.jobs.insert().values(
-                    id=job_id,
-                    project_id=project_id,
-                    kind="add",
-                    status=JobStatus.PENDING.value,
-                    stage=Stage.QUEUED.value,
-                    attempts=0,
-                    request=request,
-                    user_id=scope.get("user_id", ""),
-                    agent_id=scope.get("agent_id", ""),
-                    run_id=scope.get("run_id", ""),
-                    created_at=now,
-                    updated_at=now,
+            conn.execute(insert_ignore(self.engine, tables.jobs), rows)
+            holders: dict[str, str] = {}
+            if keys:
+                query = select(tables.jobs.c.idempotency_key, tables.jobs.c.id).where(
+                    tables.jobs.c.project_id == project_id, tables.jobs.c.idempotency_key.in_(keys)
                 )
-            )
+                holders = {key: job_id for key, job_id in conn.execute(query)}
+        return {j.id: holders.get(j.idempotency_key, j.id) if j.idempotency_key else j.id for j in new_jobs}
+
+    def release_idempotency_key(self, job_id: str) -> None:
+        """A job that never reached the queue gives its key back, so the client's retry can run."""
+        with self.engine.begin() as conn:
+            conn.execute(update(tables.jobs).where(tables.jobs.c.id == job_id).values(idempotency_key=None))
+
+    def batch_counts(self, batch_id: str) -> dict[str, int]:
+        query = (
+            select(tables.jobs.c.status, func.count())
+            .where(tables.jobs.c.batch_id == batch_id)
+            .group_by(tables.jobs.c.status)
+        )
+        with self.engine.connect() as conn:
+            return {status: int(count) for status, count in conn.execute(query)}
+
+    def batch_failures(self, batch_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+        j = tables.jobs
+        query = (
+            select(j.c.id, j.c.batch_index, j.c.idempotency_key, j.c.error)
+            .where(j.c.batch_id == batch_id, j.c.status == JobStatus.FAILED.value)
+            .order_by(j.c.batch_index)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [
+                {"index": r.batch_index, "event_id": r.id, "idempotency_key": r.idempotency_key, "error": r.error}
+                for r in conn.execute(query)
+            ]
 
     def get(self, job_id: str, project_id: str | None = None) -> Job | None:
         query = select(tables.jobs).where(tables.jobs.c.id == job_id)

@@ -40,6 +40,10 @@ jobs = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
+    # Batch ingest and client idempotency keys (migration 0005).
+    Column("batch_id", String(36)),
+    Column("batch_index", Integer),
+    Column("idempotency_key", String(200)),
     Index("ix_jobs_project_status", "project_id", "status"),
     Index("ix_jobs_status_updated", "status", "updated_at"),
 )
@@ -129,4 +133,14 @@ exports = Table(
     Column("error", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
+)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project_id", String(64), nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("rejected", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
