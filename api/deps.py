@@ -41,11 +41,14 @@ def get_principal(request: Request, c: Annotated[Container, Depends(get_containe
     digest = hash_key(key)
     cached = _key_cache.get(digest)
     if cached is not None and cached[0] > time.monotonic():
-        return cached[1]
-    principal = c.tenancy.resolve(key)
-    if principal is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or revoked API key", headers=challenge)
-    _key_cache[digest] = (time.monotonic() + KEY_CACHE_SECONDS, principal)
+        principal = cached[1]
+    else:
+        resolved = c.tenancy.resolve(key)
+        if resolved is None:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or revoked API key", headers=challenge)
+        principal = resolved
+        _key_cache[digest] = (time.monotonic() + KEY_CACHE_SECONDS, principal)
+    request.app.state.key_rate_limiter.check(principal.key_id)
     return principal
 
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 
+import kombu.exceptions
+import redis.exceptions
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from api.ratelimit import RequestRateLimited
 from engram.errors import ImmutableMemoryError, NotFoundError, ScopeBusy
 from engram.filters import FilterError
 from engram.ingest import Backpressure, BrokerUnavailable, LimitExceeded
@@ -56,6 +60,25 @@ def install(app: FastAPI) -> None:
         return _error(
             409, "the memory's scope is being updated by a job; retry shortly", {"Retry-After": RETRY_AFTER_SECONDS}
         )
+
+    @app.exception_handler(redis.exceptions.RedisError)
+    @app.exception_handler(kombu.exceptions.OperationalError)
+    async def _redis_down(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("Redis unavailable: %s", exc)
+        return _error(
+            503, "a backing service (Redis) is unavailable; retry shortly", {"Retry-After": RETRY_AFTER_SECONDS}
+        )
+
+    @app.exception_handler(sqlalchemy.exc.OperationalError)
+    @app.exception_handler(sqlalchemy.exc.InterfaceError)
+    async def _sql_down(_: Request, exc: Exception) -> JSONResponse:
+        # Lost connections and SQLite's "database is locked" after its busy timeout: retryable.
+        log.warning("SQL unavailable: %s", exc)
+        return _error(503, "the database is busy or unavailable; retry shortly", {"Retry-After": RETRY_AFTER_SECONDS})
+
+    @app.exception_handler(RequestRateLimited)
+    async def _too_many(_: Request, exc: RequestRateLimited) -> JSONResponse:
+        return _error(429, str(exc), {"Retry-After": str(exc.retry_after_seconds)})
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

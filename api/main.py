@@ -8,8 +8,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from api import errors
+from api import errors, metrics
 from api.limits import BodySizeLimit
+from api.ratelimit import KeyRateLimiter
 from api.routers import (
     account,
     batch,
@@ -18,6 +19,7 @@ from api.routers import (
     events,
     exports,
     feedback,
+    graph,
     health,
     memories,
     memories_v2,
@@ -37,6 +39,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if container.settings.sql.auto_migrate:
             await run_in_threadpool(container.migrate)
         app.state.container = container
+        app.state.key_rate_limiter = KeyRateLimiter(
+            settings.api.requests_per_second_per_key, settings.api.request_burst_per_key
+        )
         app.state.producer = producer(settings)
         yield
         app.state.producer.close()
@@ -49,8 +54,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    routers = (account, memories, memories_v2, batches, events, entities, batch, feedback, exports, unsupported, health)
+    metrics.install(app)
+    app.include_router(metrics.router)
+    routers = (
+        account,
+        memories,
+        memories_v2,
+        batches,
+        events,
+        entities,
+        batch,
+        feedback,
+        exports,
+        graph,
+        unsupported,
+        health,
+    )
     for module in routers:
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.api.max_body_bytes)  # type: ignore[arg-type]
+    app.add_middleware(metrics.RequestMetrics)  # type: ignore[arg-type]
     return app

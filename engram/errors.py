@@ -25,3 +25,7 @@ class ImmutableMemoryError(PermissionError):
 
 class ScopeBusy(TransientError):
     """Another worker holds this scope's lock. Not a failure: the task waits its turn."""
+
+
+class RateLimited(TransientError):
+    """The shared LLM rate limit has no room now. Not a failure: no attempt is counted."""

@@ -102,12 +102,16 @@ def _enqueue_all(c: Container, job_ids: Sequence[str], enqueue: Callable[[str], 
         try:
             enqueue(job_id)
         except BROKER_ERRORS as exc:
-            # The client will retry; jobs it never saw queued must not run later as duplicates, and
-            # their idempotency keys must be free for that retry.
-            for stranded in job_ids[position:]:
-                c.jobs.finish(stranded, JobStatus.FAILED, f"could not enqueue: {exc!s:.300}")
-                c.jobs.release_idempotency_key(stranded)
+            _abandon(c, job_ids[position:], f"could not enqueue: {exc!s:.300}")
             raise BrokerUnavailable("the job queue is unavailable; retry shortly") from exc
+
+
+def _abandon(c: Container, job_ids: Sequence[str], reason: str) -> None:
+    """Jobs the client was told were refused: never run them later, and free their idempotency keys
+    for the client's retry."""
+    for job_id in job_ids:
+        c.jobs.finish(job_id, JobStatus.FAILED, reason)
+        c.jobs.release_idempotency_key(job_id)
 
 
 def submit(
@@ -123,7 +127,11 @@ def submit(
     holder = c.jobs.create_many(project_id, [job])[job.id]
     if holder != job.id:
         return holder  # the same request was accepted before: nothing new to run
-    check_backpressure(c)
+    try:
+        check_backpressure(c)
+    except (Backpressure, BrokerUnavailable) as refused:
+        _abandon(c, [job.id], str(refused))
+        raise
     _enqueue_all(c, [job.id], enqueue)
     return job.id
 

@@ -15,8 +15,11 @@ from tests.conftest import make_settings
 
 @pytest.fixture
 def client(tmp_path: Path, redis_url: str) -> Iterator[TestClient]:
-    settings = make_settings(tmp_path, redis_url, api={"max_messages_per_request": 3, "max_message_chars": 50,
-                                                       "max_metadata_bytes": 64, "max_body_bytes": 4000})
+    settings = make_settings(
+        tmp_path,
+        redis_url,
+        api={"max_messages_per_request": 3, "max_message_chars": 50, "max_metadata_bytes": 64, "max_body_bytes": 4000},
+    )
     app = create_app(settings)
     with TestClient(app, raise_server_exceptions=False) as c:
         c.headers["Authorization"] = f"Token {ensure_dev_project(app.state.container).key}"
@@ -76,8 +79,9 @@ def test_health_reports_each_dependency(client: TestClient) -> None:
 
 
 def test_broker_down_is_503_with_retry_after(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, "redis://127.0.0.1:1/0", sql={"url": f"sqlite:///{tmp_path / 'e.db'}",
-                                                                      "auto_migrate": False})
+    settings = make_settings(
+        tmp_path, "redis://127.0.0.1:1/0", sql={"url": f"sqlite:///{tmp_path / 'e.db'}", "auto_migrate": False}
+    )
     from engram.sql.engine import make_engine
     from engram.sql.migrate import upgrade
 
@@ -93,3 +97,32 @@ def test_broker_down_is_503_with_retry_after(tmp_path: Path) -> None:
 
             assert conn.execute(text("SELECT status FROM jobs")).scalars().all() == ["FAILED"]
         assert c.get("/health").json()["checks"]["redis"].startswith("error")
+
+
+def test_per_key_rate_limit(tmp_path: Path, redis_url: str) -> None:
+    settings = make_settings(tmp_path, redis_url, api={"requests_per_second_per_key": 0.5, "request_burst_per_key": 3})
+    app = create_app(settings)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        c.headers["Authorization"] = f"Token {ensure_dev_project(app.state.container).key}"
+        statuses = [c.get("/v1/ping/").status_code for _ in range(5)]
+        assert statuses[:3] == [200, 200, 200] and statuses[3] == 429
+        limited = c.get("/v1/ping/")
+        assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+        assert "too many requests" in limited.json()["error"]
+        other = ensure_dev_project(app.state.container).key  # another key has its own budget
+        assert c.get("/v1/ping/", headers={"Authorization": f"Token {other}"}).status_code == 200
+
+
+def test_sql_outage_is_503_not_500(tmp_path: Path, redis_url: str) -> None:
+    settings = make_settings(tmp_path, redis_url)
+    app = create_app(settings)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        c.headers["Authorization"] = f"Token {ensure_dev_project(app.state.container).key}"
+        assert c.get("/v1/ping/").status_code == 200
+        (tmp_path / "engram.db").unlink()  # the database vanishes under the running API
+        (tmp_path / "engram.db").mkdir()  # ...and its path cannot even be opened again
+        from api import deps
+
+        deps._key_cache.clear()
+        response = c.get("/v1/ping/")
+        assert response.status_code == 503 and response.headers["retry-after"]

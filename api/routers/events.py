@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from api.deps import ContainerDep, ProjectDep
 from engram.errors import NotFoundError
+from engram.sql.branches import BranchStore
 from schemas.jobs import JobPublic
 
 router = APIRouter(prefix="/v1/event", tags=["events"])
@@ -16,6 +17,8 @@ def get_event(event_id: str, c: ContainerDep, project_id: ProjectDep) -> JobPubl
     job = c.jobs.get(event_id, project_id)
     if job is None:
         raise NotFoundError(f"event {event_id} not found")
+    branches = BranchStore(c.engine)
+    graph = branches.get(job.id)  # the graph branch, beside reconcile (None state: no graph memory)
     return JobPublic(
         id=job.id,
         status=job.status,
@@ -28,4 +31,7 @@ def get_event(event_id: str, c: ContainerDep, project_id: ProjectDep) -> JobPubl
         started_at=job.started_at,
         finished_at=job.finished_at,
         request=job.request,
+        graph_status=graph.state if graph else None,
+        graph_error=graph.error if graph else None,
+        relations=branches.relation_events(job.id) if graph and graph.state == "DONE" else None,
     )

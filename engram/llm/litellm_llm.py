@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from engram import metrics
+from engram.errors import RateLimited
 from engram.llm.chat import ChatLLM
 from engram.llm.litellm_errors import classify_litellm_error
+from engram.llm.ratelimit import RateLimiter, estimate_tokens
+
+# Waits for the shared rate limit up to this long inside the call; past it the task retries later.
+INLINE_RATE_LIMIT_WAIT_SECONDS = 2.0
 
 
 def import_litellm() -> Any:
@@ -38,10 +45,12 @@ class LiteLLMConfig(BaseModel):
 class LiteLLM(ChatLLM):
     config_model = LiteLLMConfig
 
-    def __init__(self, config: LiteLLMConfig) -> None:
+    def __init__(self, config: LiteLLMConfig, limiter: RateLimiter | None = None) -> None:
         self.config = config
+        self.limiter = limiter
 
     def complete(self, messages: list[dict[str, str]]) -> str:
+        self._wait_for_rate_limit(messages)
         litellm = import_litellm()
         kwargs: dict[str, Any] = {
             "model": self.config.model,
@@ -59,9 +68,29 @@ class LiteLLM(ChatLLM):
             kwargs["api_key"] = self.config.api_key
         if self.config.json_mode:
             kwargs["response_format"] = {"type": "json_object"}
+        started = time.perf_counter()
         try:
             response = litellm.completion(**kwargs)
         except Exception as exc:  # mapped to Transient/Permanent, never swallowed
+            metrics.LLM_CALLS.labels(self.config.model, type(exc).__name__).inc()
             raise classify_litellm_error(exc) from exc
+        metrics.LLM_SECONDS.labels(self.config.model).observe(time.perf_counter() - started)
+        metrics.LLM_CALLS.labels(self.config.model, "ok").inc()
+        usage = getattr(response, "usage", None)
+        if usage is not None:
+            metrics.LLM_TOKENS.labels(self.config.model, "prompt").inc(getattr(usage, "prompt_tokens", 0) or 0)
+            metrics.LLM_TOKENS.labels(self.config.model, "completion").inc(getattr(usage, "completion_tokens", 0) or 0)
         content = response.choices[0].message.content
         return content or ""
+
+    def _wait_for_rate_limit(self, messages: list[dict[str, str]]) -> None:
+        """Short waits happen here; a long one hands the slot back (the task retries after it)."""
+        if self.limiter is None:
+            return
+        wanted = estimate_tokens(messages, self.config.max_tokens)
+        deadline = time.monotonic() + INLINE_RATE_LIMIT_WAIT_SECONDS
+        while (wait := self.limiter.try_acquire(wanted)) > 0:
+            if time.monotonic() + wait > deadline:
+                metrics.LLM_RATE_LIMITED.labels(self.config.model).inc()
+                raise RateLimited(f"LLM rate limit reached for {self.config.model}", retry_after_seconds=wait)
+            time.sleep(wait)
