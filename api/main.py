@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
+from celery import Celery
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
@@ -16,6 +19,7 @@ from api.routers import (
     batch,
     batches,
     entities,
+    event_stream,
     events,
     exports,
     feedback,
@@ -24,10 +28,24 @@ from api.routers import (
     memories,
     memories_v2,
     unsupported,
+    webhooks,
 )
 from config.container import Container
 from config.settings import Settings, get_settings
+from engram.ingest import BROKER_ERRORS
+from engram.webhooks import DELIVER_TASK
 from workers.celery_app import producer
+
+log = logging.getLogger(__name__)
+
+
+def send_deliveries(sender: Celery, queued: list[tuple[str, int]]) -> None:
+    """Webhook deliveries of direct edits, handed to the webhooks queue once their rows committed."""
+    try:
+        for delivery_id, token in queued:
+            sender.send_task(DELIVER_TASK, args=[delivery_id], kwargs={"expected_attempts": token})
+    except BROKER_ERRORS as exc:  # the rows are durable and PENDING; the sweeper sends them
+        log.warning("could not enqueue %d webhook deliveries: %s", len(queued), exc)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -43,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.api.requests_per_second_per_key, settings.api.request_burst_per_key
         )
         app.state.producer = producer(settings)
+        container.deliveries_sender = partial(send_deliveries, app.state.producer)
         yield
         app.state.producer.close()
         container.close()
@@ -62,11 +81,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         memories_v2,
         batches,
         events,
+        event_stream,
         entities,
         batch,
         feedback,
         exports,
         graph,
+        webhooks,
         unsupported,
         health,
     )

@@ -6,6 +6,7 @@ the API builds it in its lifespan.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
@@ -14,6 +15,8 @@ from sqlalchemy import Engine
 
 from config.settings import Settings
 from engram import plugins
+from engram.graph.port import GraphStore
+from engram.llm.ratelimit import RateLimiter
 from engram.locks import ScopeLocks
 from engram.ports import LLM, Embedder, VectorStore
 from engram.sql.batches import BatchStore
@@ -23,6 +26,7 @@ from engram.sql.feedback import FeedbackStore
 from engram.sql.history import HistoryStore
 from engram.sql.jobs import JobStore
 from engram.sql.tenancy import TenancyStore
+from engram.webhooks.store import WebhookStore
 
 
 def _build(kind: str, name: str, fields: dict[str, Any]) -> Any:
@@ -38,6 +42,9 @@ def _build(kind: str, name: str, fields: dict[str, Any]) -> Any:
 class Container:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # How this process hands webhook deliveries to the webhooks queue (the API sets its producer;
+        # without one, deliveries wait for the sweeper).
+        self.deliveries_sender: Callable[[list[tuple[str, int]]], None] | None = None
 
     @cached_property
     def llm(self) -> LLM:
@@ -45,13 +52,19 @@ class Container:
         fields = {
             "model": s.model,
             "api_base": s.api_base,
-            "api_key": s.api_key,
+            "api_key": s.api_key.get_secret_value() if s.api_key else None,
             "timeout_seconds": s.timeout_seconds,
             "temperature": s.temperature,
             "max_tokens": s.max_tokens,
             **s.config,
         }
-        return _build("llm", s.provider, fields)  # type: ignore[no-any-return]
+        llm = _build("llm", s.provider, fields)
+        if hasattr(llm, "limiter") and (s.requests_per_minute or s.tokens_per_minute):
+            llm.limiter = RateLimiter(
+                self.redis, f"{self.settings.redis.key_prefix}ratelimit:{s.provider}:{s.model}",
+                requests_per_minute=s.requests_per_minute, tokens_per_minute=s.tokens_per_minute,
+            )
+        return llm  # type: ignore[no-any-return]
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -60,7 +73,7 @@ class Container:
             "model": s.model,
             "dimensions": s.dimensions,
             "api_base": s.api_base,
-            "api_key": s.api_key,
+            "api_key": s.api_key.get_secret_value() if s.api_key else None,
             "timeout_seconds": s.timeout_seconds,
             "batch_size": s.batch_size,
             **s.config,
@@ -71,6 +84,10 @@ class Container:
     def vector_store(self) -> VectorStore:
         s = self.settings.vector_store
         fields = {"path": s.path, "table": s.table, "dimensions": self.settings.embedder.dimensions, **s.config}
+        # Each store takes the fields its config declares: search defaults for all, connection for Weaviate.
+        weaviate = s.weaviate.model_dump(exclude={"api_key"})
+        weaviate["api_key"] = s.weaviate.api_key.get_secret_value() if s.weaviate.api_key else None
+        fields = {"search_mode": s.search_mode, "hybrid_alpha": s.hybrid_alpha, **weaviate, **fields}
         return _build("vector_store", s.provider, fields)  # type: ignore[no-any-return]
 
     @cached_property
@@ -126,3 +143,30 @@ class Container:
             self.engine.dispose()
         if "redis" in self.__dict__:
             self.redis.close()
+        close_store = getattr(self.__dict__.get("vector_store"), "close", None)
+        if close_store is not None:
+            close_store()  # e.g. Weaviate's gRPC client: one per process, released at shutdown
+
+    @cached_property
+    def graph_store(self) -> GraphStore:
+        """This process's graph shard, opened on first use. Only the shard's graph worker has one (DESIGN.md #4)."""
+        from engram.graph.routing import GraphNotOwned  # late: the graph package is only for graph workers
+
+        s = self.settings.graph_store
+        if s.provider is None:
+            raise GraphNotOwned("graph memory is not enabled (set ENGRAM_GRAPH_STORE__PROVIDER=kuzu)")
+        if s.shard is None:
+            raise GraphNotOwned("this process owns no graph shard; only a graph worker (-Q graph.<n> -c 1) opens one")
+        fields = {
+            "path": s.path,
+            "shard": s.shard,
+            "backend": s.backend,
+            "dimensions": self.settings.embedder.dimensions,
+            **s.config,
+        }
+        return _build("graph_store", s.provider, fields)  # type: ignore[no-any-return]
+
+    @cached_property
+    def webhooks(self) -> WebhookStore:
+        """Webhooks, their deliveries and attempts (DESIGN.md #9)."""
+        return WebhookStore(self.engine)

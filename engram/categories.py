@@ -7,7 +7,6 @@ closest to its text. Cheap (the descriptions are embedded once per process) and 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 
@@ -42,9 +41,16 @@ def from_custom(custom: Sequence[dict[str, str]] | None) -> dict[str, str]:
     return found or DEFAULT_CATEGORIES
 
 
-@lru_cache(maxsize=32)
+# Category descriptions embedded once per process and embedder (keyed by the embedder's identity).
+_vectors: dict[tuple[int, tuple[tuple[str, str], ...]], np.ndarray] = {}
+
+
 def _category_vectors(embedder: Embedder, items: tuple[tuple[str, str], ...]) -> np.ndarray:
-    return np.asarray(embedder.embed([f"{name.replace('_', ' ')}: {text}" for name, text in items]), dtype="float32")
+    key = (id(embedder), items)
+    if key not in _vectors:
+        texts = [f"{name.replace('_', ' ')}: {text}" for name, text in items]
+        _vectors[key] = np.asarray(embedder.embed(texts), dtype="float32")
+    return _vectors[key]
 
 
 def assign(
@@ -55,7 +61,7 @@ def assign(
         return []
     items = tuple(sorted(categories.items()))
     similarity = np.asarray(vectors, dtype="float32") @ _category_vectors(embedder, items).T
-    assigned = []
+    assigned: list[list[str]] = []
     for row in similarity:
         order = np.argsort(-row)
         best = order[0]

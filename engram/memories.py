@@ -18,6 +18,8 @@ from engram.filters import Cond, FilterError, Node, eq
 from engram.ids import content_hash
 from engram.ports import MemoryRecord
 from engram.sql.history import HistoryChange
+from engram.webhooks import outbox
+from schemas.jobs import MemoryEvent
 from schemas.memories import HistoryEntry, MemoryPublic, ScopeFields
 
 # Direct edits wait this long for a scope that a job is reconciling.
@@ -135,10 +137,7 @@ def update(
             raise ImmutableMemoryError(f"memory {memory_id} is immutable")
         old_text = _apply_edit(c, record, text, metadata, changes, expiration_date, timestamp)
         c.vector_store.upsert([record])
-        c.history.record(
-            project_id,
-            [HistoryChange(str(uuid.uuid4()), memory_id, old_text, record.memory, "UPDATE", actor_id="api")],
-        )
+        _commit(c, project_id, [(record, "UPDATE", old_text)])
     return to_public(record)
 
 
@@ -170,9 +169,7 @@ def delete(c: Container, project_id: str, memory_id: str) -> None:
     record = get(c, project_id, memory_id)
     with c.locks.hold(record.scope, wait_seconds=EDIT_LOCK_WAIT_SECONDS):
         c.vector_store.delete([memory_id])
-        c.history.record(
-            project_id, [HistoryChange(str(uuid.uuid4()), memory_id, record.memory, None, "DELETE", actor_id="api")]
-        )
+        _commit(c, project_id, [(record, "DELETE", record.memory)])
 
 
 def delete_records(c: Container, project_id: str, records: Sequence[MemoryRecord]) -> int:
@@ -181,11 +178,45 @@ def delete_records(c: Container, project_id: str, records: Sequence[MemoryRecord
         mine = [r for r in records if r.scope == scope]
         with c.locks.hold(scope, wait_seconds=EDIT_LOCK_WAIT_SECONDS):
             c.vector_store.delete([r.id for r in mine])
-            c.history.record(
-                project_id,
-                [HistoryChange(str(uuid.uuid4()), r.id, r.memory, None, "DELETE", actor_id="api") for r in mine],
-            )
+            _commit(c, project_id, [(r, "DELETE", r.memory) for r in mine])
     return len(records)
+
+
+def _commit(c: Container, project_id: str, changes: Sequence[tuple[MemoryRecord, str, str]]) -> None:
+    """History rows and their webhook deliveries in one transaction (the outbox), then send them.
+
+    Each change is (the memory as it is now, UPDATE or DELETE, its previous text). The edit's own
+    history id stands in for a job id: deliveries of one edit share it.
+    """
+    edit_id = str(uuid.uuid4())
+    now = datetime.now(UTC)
+    history = [
+        HistoryChange(
+            str(uuid.uuid4()), r.id, old, None if event == "DELETE" else r.memory, event, actor_id="api", job_id=None
+        )
+        for r, event, old in changes
+    ]
+    announced = [
+        MemoryEvent(
+            id=r.id,
+            memory=r.memory if event != "DELETE" else old,
+            event=event,  # type: ignore[arg-type]
+            previous_memory=old if event == "UPDATE" else None,
+        )
+        for r, event, old in changes
+    ]
+    with c.engine.begin() as conn:
+        c.history.record(project_id, history, conn=conn, at=now)
+        queued: list[Any] = []
+        for scope in {r.scope for r, _, _ in changes}:
+            events = [e for e, (r, _, _) in zip(announced, changes, strict=True) if r.scope == scope]
+            ids = {"user_id": scope.user_id, "agent_id": scope.agent_id, "run_id": scope.run_id}
+            items = outbox.memory_events(
+                events, job_id=edit_id, project_id=project_id, scope={k: v for k, v in ids.items() if v}, at=now
+            )
+            queued += outbox.write(conn, project_id, edit_id, items, now)
+    if queued and c.deliveries_sender is not None:
+        c.deliveries_sender(queued)
 
 
 def delete_matching(c: Container, project_id: str, where: Node) -> int:

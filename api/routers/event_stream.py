@@ -1,0 +1,92 @@
+"""``GET /v1/event/{id}/stream``: a job's progress as server-sent events, until it ends.
+
+Events: ``stage`` when the job's status or stage changes, ``memory`` once per per-memory event
+(ADD/UPDATE/DELETE, as ``GET /v1/event/{id}/`` reports them), and a last ``end``. SQL is polled (the
+truth about jobs, DESIGN.md #1): no broker subscription, so any API process can serve any stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+
+from api.deps import ContainerDep, ProjectDep
+from config.container import Container
+from engram.errors import NotFoundError
+from engram.sql.jobs import Job
+
+router = APIRouter(prefix="/v1/event", tags=["events"])
+POLL_SECONDS = 0.2
+# A comment line this often keeps proxies from closing a quiet stream.
+KEEPALIVE_SECONDS = 15.0
+# A job stuck longer than this (a lost message, a dead worker) ends the stream instead of holding it open.
+MAX_STREAM_SECONDS = 3600.0
+STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "text/event-stream: `stage`, `memory` and a final `end` event, each with JSON data",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    },
+    401: {"content": {"application/json": {"schema": {"type": "object"}}}},
+    404: {"content": {"application/json": {"schema": {"type": "object"}}}},
+}
+
+
+def sse(event: str, data: dict[str, Any], event_id: str | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, default=str)}\n\n"
+
+
+def state_of(job: Job) -> dict[str, Any]:
+    return {"id": job.id, "status": job.status.value, "stage": job.stage.value, "attempts": job.attempts,
+            "error": job.error}
+
+
+async def follow(c: Container, job_id: str, project_id: str, request: Request) -> AsyncIterator[str]:
+    started = last_sent = time.monotonic()
+    last_state: tuple[str, str] | None = None
+    sent = 0
+    while True:
+        job = await run_in_threadpool(c.jobs.get, job_id, project_id)
+        if job is None:
+            yield sse("end", {"id": job_id, "status": None, "error": "the job no longer exists"})
+            return
+        if (job.status.value, job.stage.value) != last_state:
+            last_state = (job.status.value, job.stage.value)
+            yield sse("stage", state_of(job))
+            last_sent = time.monotonic()
+        events = await run_in_threadpool(c.jobs.events, job_id)
+        for seq, event in enumerate(events[sent:], start=sent):
+            yield sse("memory", event.model_dump(), event_id=f"{job_id}:{seq}")
+            last_sent = time.monotonic()
+        sent = max(sent, len(events))
+        if job.status.terminal:
+            yield sse("end", state_of(job))
+            return
+        if time.monotonic() - started > MAX_STREAM_SECONDS:
+            yield sse("end", {**state_of(job), "error": f"stream closed after {MAX_STREAM_SECONDS:g}s; poll the job"})
+            return
+        if await request.is_disconnected():
+            return
+        if time.monotonic() - last_sent > KEEPALIVE_SECONDS:
+            yield ": keep-alive\n\n"
+            last_sent = time.monotonic()
+        await asyncio.sleep(POLL_SECONDS)
+
+
+@router.get("/{event_id}/stream", response_class=StreamingResponse, responses=STREAM_RESPONSES)
+async def stream_event(event_id: str, request: Request, c: ContainerDep, project_id: ProjectDep) -> StreamingResponse:
+    """Follow a job live: its stage changes and per-memory events, as server-sent events, until it ends."""
+    if await run_in_threadpool(c.jobs.get, event_id, project_id) is None:
+        raise NotFoundError(f"event {event_id} not found")
+    return StreamingResponse(
+        follow(c, event_id, project_id, request),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
