@@ -10,7 +10,7 @@ COPY config config
 COPY engram engram
 # CPU-only torch first, so the pinned version does not pull CUDA libraries.
 RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
- && pip install --no-cache-dir .
+ && pip install --no-cache-dir ".[weaviate]"
 RUN useradd --create-home engram && mkdir -p /data && chown engram /data
 USER engram
 EXPOSE 8000

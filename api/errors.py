@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from api.ratelimit import RequestRateLimited
-from engram.errors import ImmutableMemoryError, NotFoundError, ScopeBusy
+from engram.errors import ImmutableMemoryError, NotFoundError, ScopeBusy, TransientError
 from engram.filters import FilterError
 from engram.ingest import Backpressure, BrokerUnavailable, LimitExceeded
 
@@ -75,6 +75,13 @@ def install(app: FastAPI) -> None:
         # Lost connections and SQLite's "database is locked" after its busy timeout: retryable.
         log.warning("SQL unavailable: %s", exc)
         return _error(503, "the database is busy or unavailable; retry shortly", {"Retry-After": RETRY_AFTER_SECONDS})
+
+    @app.exception_handler(TransientError)
+    async def _store_down(_: Request, exc: TransientError) -> JSONResponse:
+        # A backing store (e.g. Weaviate) failed in a way worth retrying: say so, never 500.
+        log.warning("transient failure: %s", exc)
+        retry = str(int(exc.retry_after_seconds)) if exc.retry_after_seconds else RETRY_AFTER_SECONDS
+        return _error(503, "a backing store is unavailable; retry shortly", {"Retry-After": retry})
 
     @app.exception_handler(RequestRateLimited)
     async def _too_many(_: Request, exc: RequestRateLimited) -> JSONResponse:

@@ -56,6 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         container = Container(settings)
         if container.settings.sql.auto_migrate:
             await run_in_threadpool(container.migrate)
+        # Fail at start, with a clear message, on an unreachable store or a vector-size mismatch.
+        await run_in_threadpool(container.vector_store.ping)
         app.state.container = container
         app.state.key_rate_limiter = KeyRateLimiter(
             settings.api.requests_per_second_per_key, settings.api.request_burst_per_key

@@ -16,7 +16,7 @@ from engram import filters
 from engram.errors import ImmutableMemoryError, NotFoundError
 from engram.filters import Cond, FilterError, Node, eq
 from engram.ids import content_hash
-from engram.ports import MemoryRecord
+from engram.ports import MemoryRecord, SearchMode
 from engram.sql.history import HistoryChange
 from engram.webhooks import outbox
 from schemas.jobs import MemoryEvent
@@ -87,10 +87,14 @@ def search(
     limit: int,
     threshold: float | None,
     include_expired: bool = False,
+    mode: SearchMode | None = None,
+    alpha: float | None = None,
 ) -> list[MemoryPublic]:
+    """Hybrid (keyword + vector) or vector search; ``None`` takes the deployment's default."""
     vector = c.embedder.embed([query])[0]
     records = c.vector_store.search(
-        vector, project_id=project_id, where=where, limit=limit, threshold=threshold, include_expired=include_expired
+        vector, project_id=project_id, where=where, limit=limit, threshold=threshold, include_expired=include_expired,
+        query_text=query, mode=mode, alpha=alpha
     )
     return [to_public(r) for r in records]
 
@@ -168,7 +172,7 @@ def _apply_edit(
 def delete(c: Container, project_id: str, memory_id: str) -> None:
     record = get(c, project_id, memory_id)
     with c.locks.hold(record.scope, wait_seconds=EDIT_LOCK_WAIT_SECONDS):
-        c.vector_store.delete([memory_id])
+        c.vector_store.delete([memory_id], project_id=project_id)
         _commit(c, project_id, [(record, "DELETE", record.memory)])
 
 
@@ -177,7 +181,7 @@ def delete_records(c: Container, project_id: str, records: Sequence[MemoryRecord
     for scope in {r.scope for r in records}:
         mine = [r for r in records if r.scope == scope]
         with c.locks.hold(scope, wait_seconds=EDIT_LOCK_WAIT_SECONDS):
-            c.vector_store.delete([r.id for r in mine])
+            c.vector_store.delete([r.id for r in mine], project_id=project_id)
             _commit(c, project_id, [(r, "DELETE", r.memory) for r in mine])
     return len(records)
 

@@ -32,8 +32,11 @@ BUILTINS: dict[str, dict[str, str]] = {
         "sentence_transformers": "engram.embedding.local:SentenceTransformerEmbedder",
         "litellm": "engram.embedding.litellm_embedder:LiteLLMEmbedder",
     },
-    "vector_store": {"lancedb": "engram.vectorstores.lance:LanceVectorStore"},
-    "graph_store": {},
+    "vector_store": {
+        "lancedb": "engram.vectorstores.lance:LanceVectorStore",
+        "weaviate": "engram.vectorstores.weaviate_store:WeaviateVectorStore",
+    },
+    "graph_store": {"kuzu": "engram.graph.kuzu_store:KuzuGraphStore"},
 }
 
 

@@ -6,10 +6,10 @@ passes the same contract tests.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from engram.scope import Scope
 from schemas.graph import ExtractedGraph, Triple
@@ -99,20 +99,25 @@ class Embedder(Protocol):
         ...
 
 
+SearchMode = Literal["vector", "hybrid"]
+
+
 @runtime_checkable
 class VectorStore(Protocol):
     """Memories with vectors, filtered kNN per project. Must be safe with many processes.
 
     ``where`` is a parsed v2 filter (``engram.filters``); every store must answer it exactly as
     ``engram.filters.matches`` does. Expired memories are left out unless ``include_expired``.
+    Stores may also have ``close()`` (release clients; the container calls it when present).
     """
 
     def upsert(self, records: Sequence[MemoryRecord]) -> None:
         """Insert or replace by id."""
         ...
 
-    def delete(self, ids: Sequence[str]) -> None:
-        """Delete by id; unknown ids are ignored."""
+    def delete(self, ids: Sequence[str], *, project_id: str | None = None) -> None:
+        """Delete by id; unknown ids are ignored. Give ``project_id`` when known: without it a store
+        partitioned by project (Weaviate's tenants) has to look in every project."""
         ...
 
     def get(self, memory_id: str, project_id: str) -> MemoryRecord | None: ...
@@ -126,8 +131,18 @@ class VectorStore(Protocol):
         limit: int,
         threshold: float | None = None,
         include_expired: bool = False,
+        query_text: str | None = None,
+        mode: SearchMode | None = None,
+        alpha: float | None = None,
     ) -> list[MemoryRecord]:
-        """Nearest memories matching ``where``, best first, with ``score`` (cosine similarity)."""
+        """Best memories matching ``where``, best first, each with its ``score``; none below ``threshold``.
+
+        ``mode="vector"``: ``score`` is the cosine similarity to ``vector``. ``mode="hybrid"``: keyword
+        (BM25 over ``query_text``) and vector results fused by relative score fusion, ``score`` in
+        [0, 1]; ``alpha`` weighs them (1 = vector only, 0 = keyword only). ``None`` for ``mode`` or
+        ``alpha`` means the store's configured default; without ``query_text`` (or with one that is
+        blank) the default mode is vector, and an explicit ``"hybrid"`` raises ``ValueError``.
+        """
         ...
 
     def list(
@@ -143,94 +158,5 @@ class VectorStore(Protocol):
         ...
 
     def ping(self) -> None:
-        """Raise if the store cannot be used."""
+        """Raise a clear error if the store cannot be used (unreachable, or vectors of another size)."""
         ...
-
-
-@dataclass(slots=True)
-class GraphEntity:
-    """An entity node. Entities belong to one exact scope; ids are deterministic per scope and name."""
-
-    id: str
-    name: str
-    type: str
-    scope: Scope
-    embedding: list[float] = field(default_factory=list)
-    created_at: datetime | None = None
-    score: float | None = None  # cosine to the query vector, when found by one
-
-
-@dataclass(frozen=True, slots=True)
-class GraphRelation:
-    """A relation edge (source)-[relationship]->(destination) between entities of one scope."""
-
-    source_id: str
-    relationship: str
-    destination_id: str
-    source: str = ""
-    destination: str = ""
-    scope: Scope | None = None
-    created_at: datetime | None = None
-
-    def triple(self) -> Triple:
-        return Triple(source=self.source, relationship=self.relationship, destination=self.destination)
-
-
-@dataclass(slots=True)
-class GraphChanges:
-    """One job's effect on the graph of one scope, applied in one transaction."""
-
-    scope: Scope
-    entities: list[GraphEntity] = field(default_factory=list)  # created when missing, merged by id
-    added: list[GraphRelation] = field(default_factory=list)
-    deleted: list[GraphRelation] = field(default_factory=list)
-
-    def events(self) -> dict[str, list[dict[str, str]]]:
-        """The ``relations`` part of the job result: ``{"added": [...], "deleted": [...]}``."""
-        return {
-            "added": [r.triple().model_dump() for r in self.added],
-            "deleted": [r.triple().model_dump() for r in self.deleted],
-        }
-
-
-# Scope ids a graph read matches: a key present must be equal (even when ""), a key left out matches anything.
-ScopeIds = Mapping[str, str]
-
-
-@runtime_checkable
-class GraphStore(Protocol):
-    """Entities and relations of one shard. Only the shard's graph worker process opens it (DESIGN.md #4)."""
-
-    shard: int
-
-    def entities(self, project_id: str, ids: ScopeIds, *, limit: int = 10_000) -> list[GraphEntity]:
-        """Entities matching ``ids``, with their embeddings, oldest first."""
-        ...
-
-    def similar_entities(
-        self, project_id: str, ids: ScopeIds, vector: Sequence[float], *, threshold: float, limit: int
-    ) -> list[GraphEntity]:
-        """Entities whose name embedding has cosine >= ``threshold`` with ``vector``, best first, with ``score``."""
-        ...
-
-    def relations(
-        self, project_id: str, ids: ScopeIds, *, entity_ids: Sequence[str] | None = None, limit: int = 10_000
-    ) -> list[GraphRelation]:
-        """Relations matching ``ids``; with ``entity_ids`` only those touching one of them (either end)."""
-        ...
-
-    def applied(self, job_id: str) -> dict[str, Any] | None:
-        """The events recorded when ``job_id``'s changes were applied, or None if they never were."""
-        ...
-
-    def apply(self, job_id: str, changes: GraphChanges) -> None:
-        """Apply a job's changes and mark the job applied, atomically: all of it or nothing."""
-        ...
-
-    def clear(self, project_id: str, ids: ScopeIds) -> int:
-        """Delete the entities matching ``ids`` with their relations; returns how many entities there were."""
-        ...
-
-    def ping(self) -> None: ...
-
-    def close(self) -> None: ...

@@ -121,6 +121,10 @@ class SearchRequest(ScopeFields):
     show_expired: bool = False
     keyword_search: bool = False
     fields: list[str] | None = None
+    search_mode: Literal["vector", "hybrid"] | None = Field(
+        None, description="hybrid (keyword + vector, the default) or vector; keyword_search=true means hybrid"
+    )
+    alpha: float | None = Field(None, ge=0, le=1, description="Hybrid weight: 1 = vector only, 0 = keyword only")
 
     @model_validator(mode="before")
     @classmethod

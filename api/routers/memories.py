@@ -72,8 +72,10 @@ def search_memories(body: SearchRequest, c: ContainerDep, project_id: ProjectDep
     where = memories.require_scope(
         memories.build_where(body.filters, body, categories=body.categories, metadata=body.metadata)
     )
+    mode = body.search_mode or ("hybrid" if body.keyword_search else None)
     results = memories.search(
-        c, project_id, where, body.query, limit=body.limit, threshold=body.threshold, include_expired=body.show_expired
+        c, project_id, where, body.query, limit=body.limit, threshold=body.threshold,
+        include_expired=body.show_expired, mode=mode, alpha=body.alpha,
     )
     return MemoryList(results=results)
 

@@ -283,5 +283,5 @@ def apply_plan(
             )
         )
     store.upsert(upserts)
-    store.delete(deletes)
+    store.delete(deletes, project_id=scope.project_id)
     return events, history

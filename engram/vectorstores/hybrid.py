@@ -1,0 +1,61 @@
+"""Hybrid search shared by every store: which mode a call means, and how two rankings are fused.
+
+Fusion is relative score fusion, the same scheme Weaviate runs server-side (``relativeScoreFusion``):
+each ranking's scores are min-max normalised over its own candidates, a memory missing from one
+ranking gets 0 there, and the fused score is ``alpha * vector + (1 - alpha) * keyword``. So a
+score is always in [0, 1] and ``alpha`` means the same thing in every store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from engram.ports import SearchMode
+
+# Candidates each ranking contributes before fusion, per result asked for (and at least the minimum):
+# enough that a memory ranked modestly by both rankings can still surface.
+CANDIDATES_PER_RESULT = 5
+MIN_CANDIDATES = 50
+
+
+def resolve_mode(mode: SearchMode | None, query_text: str | None, default: SearchMode) -> SearchMode:
+    """The mode a search runs in. A default of hybrid quietly means vector when there is no text
+    (reconciliation searches by vector only); asking for hybrid explicitly without text is a bug."""
+    has_text = bool(query_text and query_text.strip())
+    if mode is None:
+        return default if has_text else "vector"
+    if mode not in ("vector", "hybrid"):
+        raise ValueError(f"unknown search mode {mode!r}; use 'vector' or 'hybrid'")
+    if mode == "hybrid" and not has_text:
+        raise ValueError("hybrid search needs query_text")
+    return mode
+
+
+def resolve_alpha(alpha: float | None, default: float) -> float:
+    value = default if alpha is None else alpha
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"alpha must be between 0 (keyword only) and 1 (vector only), got {value}")
+    return value
+
+
+def candidates_for(limit: int) -> int:
+    return max(limit * CANDIDATES_PER_RESULT, MIN_CANDIDATES)
+
+
+def _normalised(scores: Mapping[str, float]) -> dict[str, float]:
+    if not scores:
+        return {}
+    low, high = min(scores.values()), max(scores.values())
+    if high - low <= 1e-12:
+        return dict.fromkeys(scores, 1.0)  # one candidate, or all tied: each is the best of its ranking
+    return {key: (value - low) / (high - low) for key, value in scores.items()}
+
+
+def relative_score_fusion(
+    vector_scores: Mapping[str, float], keyword_scores: Mapping[str, float], alpha: float
+) -> dict[str, float]:
+    """Fused score in [0, 1] for every key of either ranking."""
+    vec, kw = _normalised(vector_scores), _normalised(keyword_scores)
+    return {
+        key: min(1.0, max(0.0, alpha * vec.get(key, 0.0) + (1.0 - alpha) * kw.get(key, 0.0))) for key in {**vec, **kw}
+    }
