@@ -368,5 +368,54 @@ def _recreate_project(c: Any, head: dict[str, Any], project_id: str) -> str:
     return project_id
 
 
+
+webhooks_app = typer.Typer(help="Webhook deliveries.", no_args_is_help=True)
+app.add_typer(webhooks_app, name="webhooks")
+
+
+@webhooks_app.command("sweep")
+def webhooks_sweep() -> None:
+    """Re-send webhook deliveries whose queue message was lost (what `celery beat` runs every minute)."""
+    from workers.webhooks import sweep
+
+    console.print(f"{sweep(_container())} overdue deliveries sent to the webhooks queue")
+
+
+# Issue #8: the job sweeper, once, or as a long-running process (the `sweeper` of the Procfile and compose).
+@app.command("sweep")
+def sweep_jobs(
+    every: Annotated[float | None, typer.Option(min=0.1, help="Sweep every SECONDS until stopped")] = None,
+) -> None:
+    """Re-send jobs left PENDING/RUNNING past pipeline.stuck_after_seconds (their queue message was lost)."""
+    import logging
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from config.container import Container
+    from config.settings import get_settings
+    from engram.ingest import BROKER_ERRORS
+    from workers.sweeper import sweep_once
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    c = Container(get_settings())  # no migration: the API and workers own the schema
+    try:
+        while True:
+            try:
+                report = sweep_once(c)
+            except (SQLAlchemyError, *BROKER_ERRORS) as exc:
+                if every is None:
+                    raise
+                # A long-running sweeper outlives outages: the next pass finds the same jobs.
+                logging.getLogger("engram.sweeper").warning("sweep failed: %s: %s", type(exc).__name__, exc)
+            else:
+                if every is None:
+                    console.print(f"{report.total} stuck jobs re-sent {dict(report.resent)}")
+            if every is None:
+                return
+            time.sleep(every)
+    finally:
+        c.close()
+
+
 if __name__ == "__main__":
     app()

@@ -31,7 +31,7 @@ DELETE_LIST_KEYS = ("delete", "deletions", "to_delete", "delete_relations", "del
 
 def normalise_relationship(value: str) -> str:
     """``"Lives In"`` / ``"lives-in"`` / ``"LIVES_IN"`` all become ``lives_in``."""
-    return NON_WORD.sub("_", value.strip().lower()).strip("_")
+    return NON_WORD.sub("_", value.strip().lower().replace("'", "")).strip("_")
 
 
 def _first(data: dict[str, Any], keys: tuple[str, ...]) -> Any:
@@ -216,3 +216,13 @@ class GraphRelationPublic(RelationPublic):
     user_id: str | None = None
     agent_id: str | None = None
     run_id: str | None = None
+
+
+class GraphEntityList(BaseModel):
+    count: int
+    results: list[GraphEntityPublic]
+
+
+class GraphRelationList(BaseModel):
+    count: int
+    results: list[GraphRelationPublic]

@@ -121,6 +121,7 @@ class SearchRequest(ScopeFields):
     show_expired: bool = False
     keyword_search: bool = False
     fields: list[str] | None = None
+    enable_graph: bool = Field(False, description="Also return relations from graph memory (when enabled)")
     search_mode: Literal["vector", "hybrid"] | None = Field(
         None, description="hybrid (keyword + vector, the default) or vector; keyword_search=true means hybrid"
     )
@@ -196,8 +197,16 @@ class MemoryPublic(BaseModel):
     score: float | None = None
 
 
+class Relation(BaseModel):
+    source: str
+    relationship: str
+    destination: str
+
+
 class MemoryList(BaseModel):
     results: list[MemoryPublic]
+    relations: list[Relation] | None = Field(None, description="With enable_graph: relations found from the query")
+    relations_error: str | None = Field(None, description="Why relations are missing (graph worker down or slow)")
 
 
 class MemoryPage(BaseModel):

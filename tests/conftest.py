@@ -26,6 +26,11 @@ PG_ADMIN_URL = os.environ.get("ENGRAM_TEST_PG_URL", "postgresql+psycopg://postgr
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Issue #8: the fault tests (tests/reliability) run small in CI; --soak (or ENGRAM_SOAK=1) runs them long.
+    parser.addoption("--soak", action="store_true", default=False, help="run the long variants of the fault tests")
+
+
 def missing(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"required service missing in CI: {reason}")

@@ -12,6 +12,10 @@ returns deterministic hashed bag-of-words embeddings. Faults are injected from t
 Modes: ``ok``; ``slow`` (wait ``slow_seconds`` then answer ok); ``rate_limit`` (429 with
 ``Retry-After: <retry_after>``); ``error`` (500); ``malformed`` (200 whose content is not JSON).
 Every mode also accepts a ``"mode:<seconds>"`` form for ``slow`` and ``rate_limit`` (``"slow:2"``).
+
+A seeded random mix instead of one fallback mode (the script still comes first):
+
+    stub.mix({"rate_limit:1": 0.2, "error": 0.1, "slow:5": 0.05, "malformed": 0.05}, seed=8)  # the rest ok
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import contextlib
 import hashlib
 import json
 import math
+import random
 import re
 import struct
 import threading
@@ -50,6 +55,7 @@ class StubCall:
     body: Any
     mode: str
     at: float = field(default_factory=time.monotonic)
+    finished: float | None = None  # when the answer was sent (or the client gave up)
 
 
 def parse_conversation(text: str) -> list[Message]:
@@ -153,10 +159,12 @@ class _Handler(BaseHTTPRequestHandler):
             body = raw.decode("utf-8", "replace")
         path = self.path.split("?", 1)[0].rstrip("/")
         mode, seconds = stub._next_mode()
-        stub._record(StubCall(path=path, headers=dict(self.headers.items()), body=body, mode=mode))
+        call = StubCall(path=path, headers=dict(self.headers.items()), body=body, mode=mode)
+        stub._record(call)
         # A client that gave up (a timeout test) closed the connection: nothing to answer.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             self._answer(stub, path, body, mode, seconds)
+        call.finished = time.monotonic()
 
     def _answer(self, stub: LLMStub, path: str, body: Any, mode: str, seconds: float | None) -> None:
         if path not in ("/v1/chat/completions", "/v1/embeddings", "/chat/completions", "/embeddings"):
@@ -283,6 +291,8 @@ class LLMStub:
         self.embedding_dimensions = embedding_dimensions
         self.calls: list[StubCall] = []
         self._script: deque[str] = deque()
+        self._mix: list[tuple[str, float]] = []  # (mode, cumulative probability)
+        self._rng = random.Random(0)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -298,17 +308,34 @@ class LLMStub:
             self._script.extend(modes)
 
     def set_mode(self, mode: str) -> None:
-        """Change the fallback mode and drop any queued script."""
+        """Change the fallback mode and drop any queued script and mix."""
         _split_mode(mode)
         with self._lock:
             self._script.clear()
+            self._mix = []
             self.default_mode = mode
+
+    def mix(self, weights: dict[str, float], *, seed: int) -> None:
+        """Answer each request (after the script) with a mode drawn from ``weights`` by a seeded RNG;
+        the probability left over goes to ``default_mode``."""
+        for mode in weights:
+            _split_mode(mode)
+        if any(p < 0 for p in weights.values()) or sum(weights.values()) > 1:
+            raise ValueError("mix probabilities must be >= 0 and sum to at most 1")
+        cumulative, total = [], 0.0
+        for mode, probability in weights.items():
+            total += probability
+            cumulative.append((mode, total))
+        with self._lock:
+            self._mix = cumulative
+            self._rng = random.Random(seed)
 
     def reset(self) -> None:
         """Forget recorded requests and the script; back to ``ok``."""
         with self._lock:
             self._script.clear()
             self.calls.clear()
+            self._mix = []
             self.default_mode = "ok"
 
     @property
@@ -366,7 +393,13 @@ class LLMStub:
     # -- used by the handler ----------------------------------------------------------------------
     def _next_mode(self) -> tuple[str, float | None]:
         with self._lock:
-            mode = self._script.popleft() if self._script else self.default_mode
+            if self._script:
+                mode = self._script.popleft()
+            elif self._mix:
+                draw = self._rng.random()
+                mode = next((m for m, upto in self._mix if draw < upto), self.default_mode)
+            else:
+                mode = self.default_mode
         return _split_mode(mode)
 
     def _record(self, call: StubCall) -> None:

@@ -28,6 +28,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def group_alive(pgid: int) -> bool:
+    """Whether a thread of this process group still runs (Linux /proc). Threads, not processes: a process
+    whose main thread is a zombie still holds its files (and locks) until its last thread has exited."""
+    for stat in Path("/proc").glob("[0-9]*/task/[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
 class Stack:
     def __init__(self, workdir: Path, redis_url: str, sql_url: str | None = None, **env: str) -> None:
         self.workdir = workdir
@@ -47,22 +60,43 @@ class Stack:
             **env,
         }
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.graph_workers: dict[int, subprocess.Popen[bytes]] = {}  # the latest started per shard
         self.api_key = ""
         self.client = httpx.Client(base_url=self.base_url, timeout=60)
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(args, cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(args, cwd=self.workdir, env={**self.env, **(env or {})}, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
         self.procs.append(proc)
         return proc
 
-    def start_worker(self, concurrency: int = 2) -> subprocess.Popen[bytes]:
-        proc = self._spawn("worker", [str(BIN / "celery"), "-A", "workers.celery_app", "worker", "-Q", "llm,default",
-                                      "-c", str(concurrency), "-Ofair", "--without-mingle", "--without-gossip",
-                                      "--loglevel=INFO"])
-        self._wait(lambda: b"ready." in (self.workdir / "worker.log").read_bytes(), "worker", proc)
+    def start_worker(
+        self, concurrency: int = 2, queues: str = "llm,default,webhooks", name: str = "worker"
+    ) -> subprocess.Popen[bytes]:
+        proc = self._spawn(name, [str(BIN / "celery"), "-A", "workers.celery_app", "worker", "-Q", queues,
+                                  "-n", f"{name}@%h", "-c", str(concurrency), "-Ofair", "--without-mingle",
+                                  "--without-gossip", "--loglevel=INFO"])
+        self._wait(lambda: b"ready." in (self.workdir / f"{name}.log").read_bytes(), name, proc)
         return proc
+
+    def start_graph_worker(self, shard: int, name: str | None = None, **env: str) -> subprocess.Popen[bytes]:
+        """The only process that may open graph shard ``shard`` (``-Q graph.<n> -c 1``); log ``<name>.log``."""
+        name = name or f"graph{shard}"
+        proc = self._spawn(name, [str(BIN / "celery"), "-A", "workers.celery_app", "worker", "-Q", f"graph.{shard}",
+                                  "-c", "1", "-n", f"{name}@%h", "--without-mingle", "--without-gossip",
+                                  "--loglevel=INFO"], env={"ENGRAM_GRAPH_STORE__SHARD": str(shard), **env})
+        self._wait(lambda: b"ready." in (self.workdir / f"{name}.log").read_bytes(), name, proc)
+        self.graph_workers[shard] = proc
+        return proc
+
+    def kill(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+        """Signal a process started here and all its children (a worker and its pool); return once all are gone."""
+        os.killpg(proc.pid, sig)
+        proc.wait(30)
+        deadline = time.monotonic() + 30
+        while group_alive(proc.pid) and time.monotonic() < deadline:  # the pool outlives its parent briefly
+            time.sleep(0.05)
 
     def start_api(self) -> subprocess.Popen[bytes]:
         proc = self._spawn("api", [str(BIN / "uvicorn"), "--factory", "api.main:create_app", "--host", "127.0.0.1",

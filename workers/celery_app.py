@@ -5,21 +5,33 @@ Configuration is read from ``Settings`` when Celery first needs it, not at impor
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Any
 
 from celery import Celery, signals
 
-from config.settings import Settings
+from config.settings import Settings, get_settings
+from engram.graph.routing import GraphWorkerMisconfigured, owned_shard, route_graph_task
+
+log = logging.getLogger(__name__)
 
 QUEUE_LLM = "llm"
 QUEUE_DEFAULT = "default"
+# Webhook deliveries have their own workers: a slow receiver never holds a pipeline slot (DESIGN.md #9).
+QUEUE_WEBHOOKS = "webhooks"
 TASK_ROUTES = {
     "engram.extract": {"queue": QUEUE_LLM},
     "engram.reconcile": {"queue": QUEUE_LLM},
     "engram.embed": {"queue": QUEUE_DEFAULT},
     "engram.notify": {"queue": QUEUE_DEFAULT},
     "engram.export": {"queue": QUEUE_DEFAULT},
+    "engram.webhooks.deliver": {"queue": QUEUE_WEBHOOKS},
+    "engram.webhooks.sweep": {"queue": QUEUE_WEBHOOKS},
+    "engram.sweep": {"queue": QUEUE_DEFAULT},  # issue #8: re-sends jobs whose message was lost
 }
+# engram.graph.* go to graph.<n> of the shard they name (DESIGN.md #4); the other tasks by name.
+ROUTERS = (route_graph_task, TASK_ROUTES)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -32,7 +44,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        "task_routes": TASK_ROUTES,
+        "task_routes": ROUTERS,
         "task_default_queue": QUEUE_DEFAULT,
         "task_serializer": "json",
         "accept_content": ["json"],
@@ -49,6 +61,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": True,
         "task_track_started": True,
         "worker_hijack_root_logger": False,
+        # Re-sends webhook deliveries whose message was lost; runs only where `celery beat` runs.
+        "beat_schedule": {
+            "engram-webhooks-sweep": {"task": "engram.webhooks.sweep", "schedule": 60.0},
+            # Issue #8: stuck jobs; beat is optional (`engram sweep --every 30` and worker start do it too).
+            "engram-sweep": {"task": "engram.sweep", "schedule": 60.0},
+        },
     }
 
 
@@ -61,10 +79,37 @@ def producer(settings: Settings) -> Celery:
 
 app = Celery(
     "engram",
-    include=["workers.extract", "workers.embed", "workers.reconcile", "workers.notify", "workers.export"],
+    include=[
+        "workers.extract",
+        "workers.embed",
+        "workers.reconcile",
+        "workers.notify",
+        "workers.export",
+        "workers.graph",
+        "workers.webhooks",
+        "workers.sweeper",  # issue #8
+    ],
 )
 # A module path, imported when Celery first needs its configuration: settings are not read at import.
 app.config_from_object("workers.celeryconfig")
+
+
+@signals.worker_init.connect
+def _claim_graph_shard(sender: Any = None, **_: Any) -> None:
+    """A worker consuming graph.<n> owns shard n: check that it may, and tell its processes which shard."""
+    settings = get_settings().graph_store
+    selected = sender.app.amqp.queues.consume_from
+    queues = list(selected) if selected else [sender.app.conf.task_default_queue]
+    try:
+        shard = owned_shard(queues, int(sender.concurrency or 1), settings.shard, settings.shards)
+    except GraphWorkerMisconfigured as exc:
+        # SystemExit passes through Celery's signal dispatch (which logs and swallows Exceptions).
+        raise SystemExit(f"engram: refusing to start: {exc}") from exc
+    if shard is not None and settings.shard is None:
+        os.environ["ENGRAM_GRAPH_STORE__SHARD"] = str(shard)  # inherited by the pool process forked next
+        get_settings.cache_clear()
+    if shard is not None:
+        log.info("graph worker of shard %d (graph.%d)", shard, shard)
 
 
 @signals.worker_init.connect
@@ -83,10 +128,23 @@ def _open_per_process(**_: Any) -> None:
     warm_up = getattr(runtime.container().embedder, "warm_up", None)
     if warm_up is not None:
         warm_up()  # load the model once per process, before the first task waits for it
+    graph = runtime.container().settings.graph_store
+    if graph.enabled and graph.shard is not None:
+        runtime.container().graph_store.ping()  # a graph worker opens its shard once, now: fail fast, recover
 
 
 @signals.worker_process_shutdown.connect
 def _close_per_process(**_: Any) -> None:
     from workers import runtime
 
+    graph = runtime.container().__dict__.get("graph_store")
+    if graph is not None:
+        graph.close()  # checkpoint and release the shard file before the process goes
     runtime.reset()
+
+
+@signals.worker_ready.connect
+def _sweep_on_start(**_: Any) -> None:
+    """Issue #8: a (re)started worker asks for one sweep, so jobs whose messages died with the previous
+    worker (or with Redis) move on without waiting for the periodic sweeper."""
+    app.send_task("engram.sweep")

@@ -10,6 +10,7 @@ from config.container import Container
 from engram.sql.jobs import Job
 from engram.stages.embed import embed_facts
 from schemas.jobs import Stage
+from workers.branches import fork_branches
 from workers.celery_app import app
 from workers.stage import run_stage
 
@@ -20,4 +21,5 @@ def embed_work(c: Container, job: Job) -> dict[str, Any]:
 
 @app.task(bind=True, name="engram.embed", max_retries=None)  # our attempt cap governs retries
 def embed(self: Task, job_id: str) -> None:
-    run_stage(self, job_id, Stage.EMBEDDED, embed_work, next_task="engram.reconcile")
+    # Then reconcile, and beside it the graph stage when graph memory is on.
+    run_stage(self, job_id, Stage.EMBEDDED, embed_work, next_task=fork_branches)

@@ -9,9 +9,11 @@ from celery import Task
 from config.container import Container
 from engram.sql.jobs import Job
 from engram.stages.extract import raw_memories
-from engram.stages.reconcile import WriteOptions, apply_plan, plan_changes
+from engram.stages.reconcile import WriteOptions, apply_plan, mark_overtaken, plan_changes
 from schemas.jobs import Stage
 from schemas.memories import MemoryCreate
+from workers import webhooks  # issue #5: the outbox hook in reconcile_work
+from workers.branches import join_notify
 from workers.celery_app import app
 from workers.stage import run_stage, scope_of
 
@@ -40,6 +42,9 @@ def reconcile_work(c: Container, job: Job) -> dict[str, Any]:
         )
         # Persisted before any write: a redelivery re-applies this plan instead of deciding anew.
         c.jobs.save_plan(job.id, plan)
+    else:
+        # Issue #8: an earlier attempt died before committing; jobs of the scope that ran since win.
+        plan = mark_overtaken(plan, vectors=vectors, scope=scope, store=c.vector_store, infer=request.infer)
     events, history = apply_plan(
         job_id=job.id,
         plan=plan,
@@ -51,9 +56,13 @@ def reconcile_work(c: Container, job: Job) -> dict[str, Any]:
     with c.engine.begin() as conn:
         c.history.record(job.project_id, history, conn=conn)
         c.jobs.record_events(job.id, job.project_id, events, conn=conn)
+        # Webhooks (issue #5): the outbox rows commit with the events they announce ...
+        deliveries = webhooks.memory_events_outbox(conn, job, events)
+    webhooks.enqueue(deliveries)  # ... and are sent only once that commit happened.
     return {}
 
 
 @app.task(bind=True, name="engram.reconcile", max_retries=None)  # our attempt cap governs retries
 def reconcile(self: Task, job_id: str) -> None:
-    run_stage(self, job_id, Stage.RECONCILED, reconcile_work, next_task="engram.notify", scope_locked=True)
+    # Notify follows once the graph branch (if any) has ended too.
+    run_stage(self, job_id, Stage.RECONCILED, reconcile_work, next_task=join_notify, scope_locked=True)

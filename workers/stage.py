@@ -16,16 +16,19 @@ from typing import Any
 from celery import Task
 
 from config.container import Container
-from engram.errors import PermanentError, ScopeBusy, TransientError
+from engram.errors import PermanentError, RateLimited, ScopeBusy, TransientError
 from engram.scope import Scope
 from engram.sql.jobs import Job
 from schemas.jobs import JobStatus, Stage
-from workers import runtime
+from workers import runtime, webhooks
 from workers.celery_app import app
 
 log = logging.getLogger(__name__)
 
 StageWork = Callable[[Container, Job], dict[str, Any]]
+# Hands a job on after its stage: (container, job, redelivered). ``redelivered`` is True when the stage
+# was already done, i.e. an earlier delivery may have died between completing it and handing it on.
+HandOn = Callable[[Container, Job, bool], None]
 
 
 def backoff_seconds(attempt: int, base: float, cap: float) -> float:
@@ -34,14 +37,21 @@ def backoff_seconds(attempt: int, base: float, cap: float) -> float:
     return step * random.uniform(0.5, 1.0)
 
 
-def hand_on(next_task: str | None, job_id: str) -> None:
-    if next_task is not None:
-        app.send_task(next_task, args=[job_id])
+def hand_on(next_task: str | HandOn | None, c: Container, job: Job, *, redelivered: bool = False) -> None:
+    if next_task is None:
+        return
+    if isinstance(next_task, str):
+        app.send_task(next_task, args=[job.id])
+        return
+    next_task(c, job, redelivered)
 
 
 def fail_job(c: Container, job_id: str, reason: str) -> None:
     log.warning("job %s failed: %s", job_id, reason)
+    # Webhooks (issue #5): job_failed is written before the job ends and sent after it has.
+    deliveries = webhooks.job_event_outbox(c, job_id, JobStatus.FAILED, reason[:2000])
     c.jobs.finish(job_id, JobStatus.FAILED, reason[:2000])
+    webhooks.enqueue(deliveries)
 
 
 def scope_of(job: Job) -> Scope:
@@ -55,7 +65,7 @@ def run_stage(
     stage: Stage,
     work: StageWork,
     *,
-    next_task: str | None,
+    next_task: str | HandOn | None,
     scope_locked: bool = False,
 ) -> None:
     """Run ``work`` for the job once (if its stage is not done), record its outputs, hand on."""
@@ -67,7 +77,7 @@ def run_stage(
     if job.status.terminal:
         return
     if job.done(stage):
-        hand_on(next_task, job_id)
+        hand_on(next_task, c, job, redelivered=True)
         return
     if not job.done(stage.previous):
         # Delivered before its turn (a duplicate of a later stage): the pipeline hands it on in order.
@@ -86,7 +96,7 @@ def run_stage(
         wait = c.settings.pipeline.lock_retry_seconds * random.uniform(1.0, 2.0)
         raise task.retry(countdown=wait) from busy
     if completed:
-        hand_on(next_task, job_id)
+        hand_on(next_task, c, job)
 
 
 def _attempt(task: Task, c: Container, job: Job, stage: Stage, work: StageWork) -> bool:
@@ -102,6 +112,9 @@ def _attempt(task: Task, c: Container, job: Job, stage: Stage, work: StageWork) 
     except PermanentError as exc:
         fail_job(c, job.id, f"{stage.value}: {exc}")
         return False
+    except RateLimited as exc:  # issue #8: waiting for the shared LLM rate limit is no failed attempt
+        c.jobs.refund_attempt(job.id)
+        raise task.retry(countdown=exc.retry_after_seconds or p.retry_backoff_seconds, exc=exc) from exc
     except TransientError as exc:
         error: Exception = exc
         retry_after = exc.retry_after_seconds

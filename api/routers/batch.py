@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from api.deps import ContainerDep, ProjectDep
 from api.routers.memories import ERRORS
 from engram import memories
-from engram.filters import FilterError
+from engram.ingest import LimitExceeded
 from schemas.memories import BatchDelete, BatchUpdate
 
 router = APIRouter(prefix="/v1/batch", tags=["batch"])
@@ -16,7 +16,8 @@ MAX_BATCH = 1000
 
 def _check_size(count: int) -> None:
     if count > MAX_BATCH:
-        raise FilterError(f"{count} memories in one batch; at most {MAX_BATCH}")
+        # Issue #8: a limit, answered like every other limit (413 with the message), not a bad filter (400).
+        raise LimitExceeded(f"{count} memories in one batch; at most {MAX_BATCH}")
 
 
 @router.put("/", responses=ERRORS)

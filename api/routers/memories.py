@@ -12,9 +12,11 @@ from fastapi import APIRouter, Header, Query, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from api.deps import ContainerDep, EnqueueDep, ProjectDep
+from api.deps import ContainerDep, EnqueueDep, ProjectDep, SenderDep
 from engram import ingest, memories
-from engram.filters import FilterError
+from engram.filters import FilterError, scope_ids
+from engram.filters import parse as parse_filters
+from engram.graph.query import clear_scope, relations_for_search
 from schemas.jobs import AddAccepted, AddCompleted, JobStatus
 from schemas.memories import (
     Deleted,
@@ -23,6 +25,7 @@ from schemas.memories import (
     MemoryList,
     MemoryPublic,
     MemoryUpdate,
+    Relation,
     ScopeFields,
     SearchRequest,
 )
@@ -67,17 +70,39 @@ async def add_memories(
 
 
 @router.post("/search/", response_model=MemoryList, responses=ERRORS)
-def search_memories(body: SearchRequest, c: ContainerDep, project_id: ProjectDep) -> MemoryList:
+def search_memories(body: SearchRequest, c: ContainerDep, project_id: ProjectDep, sender: SenderDep) -> MemoryList:
     """Search (v1: ids at the top level; ``filters`` in the v2 language also accepted)."""
     where = memories.require_scope(
         memories.build_where(body.filters, body, categories=body.categories, metadata=body.metadata)
     )
     mode = body.search_mode or ("hybrid" if body.keyword_search else None)
     results = memories.search(
-        c, project_id, where, body.query, limit=body.limit, threshold=body.threshold,
-        include_expired=body.show_expired, mode=mode, alpha=body.alpha,
+        c,
+        project_id,
+        where,
+        body.query,
+        limit=body.limit,
+        threshold=body.threshold,
+        include_expired=body.show_expired,
+        mode=mode,
+        alpha=body.alpha,
     )
-    return MemoryList(results=results)
+    if not body.enable_graph or not c.settings.graph_store.provider:
+        return MemoryList(results=results)
+    # Graph relations degrade, never fail: a slow or absent graph worker leaves the vector results.
+    ids = ScopeFields.model_validate(
+        {**filters_scope(body.filters), **body.model_dump(include=set(SCOPE_KEYS), exclude_none=True)}
+    )
+    relations, reason = relations_for_search(c, sender, project_id, ids, body.query)
+    return MemoryList(results=results, relations=[Relation(**r) for r in relations], relations_error=reason)
+
+
+SCOPE_KEYS = ("user_id", "agent_id", "run_id")
+
+
+def filters_scope(raw: dict[str, Any] | None) -> dict[str, str]:
+    """The entity ids a v2 filter pins by equality (what the graph can be asked about)."""
+    return {k: v for k, v in scope_ids(parse_filters(raw)).items() if k in SCOPE_KEYS}
 
 
 @router.get("/", response_model=list[MemoryPublic], responses=ERRORS)
@@ -115,6 +140,7 @@ def parse_filters_param(raw: str | None) -> dict[str, Any] | None:
 def delete_all_memories(
     c: ContainerDep,
     project_id: ProjectDep,
+    sender: SenderDep,
     user_id: str | None = None,
     agent_id: str | None = None,
     run_id: str | None = None,
@@ -123,8 +149,19 @@ def delete_all_memories(
 ) -> Deleted:
     """Delete every memory matching the ids (or filters). Refuses an empty filter: no accidental wipe."""
     ids = ScopeFields(user_id=user_id, agent_id=agent_id, run_id=run_id, app_id=app_id)
-    where = memories.require_scope(memories.build_where(parse_filters_param(filters), ids))
+    raw = parse_filters_param(filters)
+    where = memories.require_scope(memories.build_where(raw, ids))
     count = memories.delete_matching(c, project_id, where)
+    if c.settings.graph_store.provider:
+        # The scope's graph goes too (asynchronously, on its shard); a wildcard scope clears nothing.
+        clear_scope(
+            c,
+            sender,
+            project_id,
+            ScopeFields.model_validate(
+                {**filters_scope(raw), **ids.model_dump(include=set(SCOPE_KEYS), exclude_none=True)}
+            ),
+        )
     return Deleted(message=f"{count} memories deleted successfully!")
 
 

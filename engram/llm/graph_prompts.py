@@ -59,7 +59,8 @@ def relation_deletion_messages(
         + json.dumps([t.model_dump() for t in new], ensure_ascii=False)
         + f"\n\nNEW INFORMATION:\n{text}"
     )
-    return [{"role": "system", "content": _system(RELATION_DELETION_PROMPT, subject)}, {"role": "user", "content": body}]
+    system = _system(RELATION_DELETION_PROMPT, subject)
+    return [{"role": "system", "content": system}, {"role": "user", "content": body}]
 
 
 def query_entities_messages(query: str, subject: str) -> list[dict[str, str]]:

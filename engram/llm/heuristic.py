@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel, Field
 
 from engram.ports import ExistingMemory
+from schemas.graph import ExtractedGraph, Triple
 from schemas.llm import MemoryDecision
 from schemas.memories import Message
 
@@ -158,3 +159,21 @@ class HeuristicLLM:
                 continue
             decisions.append(MemoryDecision(id=f"new:{i}", text=fact, event="ADD"))
         return decisions
+
+    # Graph memory: the rules live in ``heuristic_graph`` (imported late: it builds on this module).
+    def extract_graph(self, messages: Sequence[Message], facts: Sequence[str], *, subject: str) -> ExtractedGraph:
+        from engram.llm import heuristic_graph
+
+        return heuristic_graph.extract_graph(facts, subject)
+
+    def decide_relation_deletions(
+        self, existing: Sequence[Triple], new: Sequence[Triple], *, text: str, subject: str
+    ) -> list[Triple]:
+        from engram.llm import heuristic_graph
+
+        return heuristic_graph.decide_relation_deletions(existing, new, text, subject)
+
+    def extract_query_entities(self, query: str, *, subject: str) -> list[str]:
+        from engram.llm import heuristic_graph
+
+        return heuristic_graph.query_entities(query, subject)

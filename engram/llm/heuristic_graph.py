@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from engram.llm.heuristic import FIRST_PERSON, NEGATION, statement_to_fact
+from engram.llm.heuristic import FIRST_PERSON, NEGATION, _third_person, statement_to_fact
 from schemas.graph import EntityOut, ExtractedGraph, Triple, normalise_relationship
 
 # Relationships that hold one value at a time: a new value replaces the old (a contradiction).
@@ -48,15 +48,22 @@ PATTERNS: list[tuple[re.Pattern[str], str | None]] = [
     (re.compile(r"^is allergic to (?P<d>.+)$", re.I), "allergic_to"),
     (re.compile(r"^is (?:a|an) (?P<d>.+)$", re.I), "is_a"),
     (re.compile(r"^(?:has|owns) (?P<d>.+)$", re.I), None),
-    (re.compile(r"^(?P<attr>[a-z][\w' ]{1,40}?) (?:is|are) (?P<d>.+)$", re.I), None),
+    # "Favorite color is blue" -> favorite_color_is; at most three words, or it is a clause, not an attribute.
+    (re.compile(r"^(?P<attr>[a-z][\w']*(?: [\w']+){0,2}) (?:is|are) (?P<d>.+)$", re.I), None),
     (re.compile(r"^(?P<verb>\w+s) (?:(?P<prep>in|at|to|for|with|on|about|from) )?(?P<d>.+)$", re.I), None),
 ]
 NOT_VERBS = {"is", "was", "has", "does", "this", "its", "his", "hers", "yes", "always", "sometimes", "perhaps"}
-QUERY_STOPWORDS = set(
-    """a an the and or but of in on at to for with from by about as is are was were be been being do does did
-    have has had what which who whom whose where when why how that this these those there here it its i me my
-    mine you your yours he him his she her hers they them their theirs we us our user tell know show find any
-    some all much many more most can could would should will shall may might must not no yes please like""".split()
+QUERY_STOPWORDS = frozenset(
+    (
+        "a", "an", "the", "and", "or", "but", "of", "in", "on", "at", "to", "for", "with", "from", "by",
+        "about", "as", "is", "are", "was", "were", "be", "been", "being", "do", "does", "did", "have",
+        "has", "had", "what", "which", "who", "whom", "whose", "where", "when", "why", "how", "that",
+        "this", "these", "those", "there", "here", "it", "its", "i", "me", "my", "mine", "you", "your",
+        "yours", "he", "him", "his", "she", "her", "hers", "they", "them", "their", "theirs", "we", "us",
+        "our", "user", "tell", "know", "show", "find", "any", "some", "all", "much", "many", "more",
+        "most", "can", "could", "would", "should", "will", "shall", "may", "might", "must", "not", "no",
+        "yes", "please", "like",
+    )
 )
 SELF_WORDS = re.compile(r"\b(i|me|my|mine|myself|you|your|she|her|he|his|him|they|their|them|user)\b", re.I)
 CAPITALISED = re.compile(r"\b[A-Z][\w'-]*(?:\s+[A-Z][\w'-]*)*")
@@ -77,14 +84,9 @@ def _undo_negation(text: str) -> tuple[str, bool]:
         if not match:
             continue
         if replacement == "VERB":
-            from engram.llm.heuristic import _third_person
-
             return pattern.sub(_third_person(match.group(1)), text, count=1), True
-        if replacement == "GERUND":
-            verb = match.group(1)[:-3]
-            from engram.llm.heuristic import _third_person
-
-            return pattern.sub(_third_person(verb), text, count=1), True
+        if replacement == "GERUND":  # "stopped smoking" -> "smokes"
+            return pattern.sub(_third_person(match.group(1)[:-3]), text, count=1), True
         return pattern.sub(replacement, text, count=1), True
     return text, True
 
@@ -143,7 +145,9 @@ def single_valued(relationship: str) -> bool:
     return relationship in SINGLE_VALUED or relationship.endswith("_is")
 
 
-def decide_relation_deletions(existing: Sequence[Triple], new: Sequence[Triple], text: str, subject: str) -> list[Triple]:
+def decide_relation_deletions(
+    existing: Sequence[Triple], new: Sequence[Triple], text: str, subject: str
+) -> list[Triple]:
     """A new value of a single-valued relationship replaces the old; a denied relation goes."""
     doomed: dict[tuple[str, str, str], Triple] = {}
     new_keys = {t.key() for t in new}

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, select
 from engram.sql import tables
 from engram.sql.engine import insert_ignore
 from engram.sql.jobs import _aware, utcnow
+from engram.sql.retry import retrying
 from schemas.memories import HistoryEntry
 
 
@@ -56,11 +57,17 @@ class HistoryStore:
         ]
         statement = insert_ignore(self.engine, tables.memory_history)
         if conn is not None:
-            conn.execute(statement, rows)
+            conn.execute(statement, rows)  # the caller's transaction: the caller decides about retries
             return
+        self._insert_own(statement, rows)
+
+    @retrying
+    def _insert_own(self, statement: Any, rows: list[dict[str, Any]]) -> None:
+        # Rows have deterministic ids and existing ids are skipped: running this twice inserts them once.
         with self.engine.begin() as own:
             own.execute(statement, rows)
 
+    @retrying
     def for_memory(self, project_id: str, memory_id: str) -> list[HistoryEntry]:
         h = tables.memory_history
         query = (

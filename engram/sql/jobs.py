@@ -12,6 +12,7 @@ from sqlalchemy import Engine, func, select, update
 
 from engram.sql import tables
 from engram.sql.engine import insert_ignore
+from engram.sql.retry import retrying
 from schemas.jobs import JobStatus, MemoryEvent, Stage
 
 
@@ -79,6 +80,7 @@ class JobStore:
     def create(self, job_id: str, project_id: str, request: dict[str, Any], scope: dict[str, str]) -> None:
         self.create_many(project_id, [NewJob(job_id, request, scope)])
 
+    @retrying
     def create_many(self, project_id: str, new_jobs: Sequence[NewJob], batch_id: str | None = None) -> dict[str, str]:
         """Record PENDING jobs in one transaction. A job whose idempotency key the project has used
         before is not created again: the answer maps each new job's id to the id that holds its key
@@ -107,11 +109,13 @@ class JobStore:
                 holders = {key: job_id for key, job_id in conn.execute(query)}
         return {j.id: holders.get(j.idempotency_key, j.id) if j.idempotency_key else j.id for j in new_jobs}
 
+    @retrying
     def release_idempotency_key(self, job_id: str) -> None:
         """A job that never reached the queue gives its key back, so the client's retry can run."""
         with self.engine.begin() as conn:
             conn.execute(update(tables.jobs).where(tables.jobs.c.id == job_id).values(idempotency_key=None))
 
+    @retrying
     def batch_counts(self, batch_id: str) -> dict[str, int]:
         query = (
             select(tables.jobs.c.status, func.count())
@@ -121,6 +125,7 @@ class JobStore:
         with self.engine.connect() as conn:
             return {status: int(count) for status, count in conn.execute(query)}
 
+    @retrying
     def batch_failures(self, batch_id: str, limit: int = 1000) -> list[dict[str, Any]]:
         j = tables.jobs
         query = (
@@ -135,6 +140,7 @@ class JobStore:
                 for r in conn.execute(query)
             ]
 
+    @retrying
     def get(self, job_id: str, project_id: str | None = None) -> Job | None:
         query = select(tables.jobs).where(tables.jobs.c.id == job_id)
         if project_id is not None:
@@ -161,8 +167,13 @@ class JobStore:
             finished_at=_aware(row["finished_at"]),
         )
 
+    @retrying
     def start_attempt(self, job_id: str) -> int:
-        """Mark the job RUNNING and count one more attempt of its current stage; return the count."""
+        """Mark the job RUNNING and count one more attempt of its current stage; return the count.
+
+        Retried on transient SQL errors: if a connection dies during COMMIT after the increment landed,
+        the attempt is counted twice, which spends the budget early and never exceeds it.
+        """
         now = utcnow()
         with self.engine.begin() as conn:
             conn.execute(
@@ -191,14 +202,38 @@ class JobStore:
         if "embeddings" in outputs:
             values["embeddings"] = pack_vectors(outputs.pop("embeddings"))
         values.update(outputs)
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                update(tables.jobs)
-                .where(tables.jobs.c.id == job_id, tables.jobs.c.stage == stage.previous.value)
-                .values(**values)
-            )
-        return bool(result.rowcount)
+        tries = 0
 
+        @retrying
+        def once() -> bool:
+            nonlocal tries
+            tries += 1
+            with self.engine.begin() as conn:
+                result = conn.execute(
+                    update(tables.jobs)
+                    .where(tables.jobs.c.id == job_id, tables.jobs.c.stage == stage.previous.value)
+                    .values(**values)
+                )
+                if result.rowcount or tries == 1:
+                    return bool(result.rowcount)
+                # A retry after a COMMIT that may have landed: if the stage is done now, this call (or a
+                # duplicate) did it; either way handing on is safe (the next stage drops duplicates).
+                done = conn.execute(select(tables.jobs.c.stage).where(tables.jobs.c.id == job_id)).scalar()
+                return done is not None and Stage(done).rank >= stage.rank
+
+        return once()
+
+    @retrying
+    def refund_attempt(self, job_id: str) -> None:
+        """Take back an attempt that was not the stage's fault (it waited for the shared LLM rate limit)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(tables.jobs)
+                .where(tables.jobs.c.id == job_id, tables.jobs.c.attempts > 0)
+                .values(attempts=tables.jobs.c.attempts - 1)
+            )
+
+    @retrying
     def finish(self, job_id: str, status: JobStatus, error: str | None = None) -> None:
         now = utcnow()
         with self.engine.begin() as conn:
@@ -230,6 +265,7 @@ class JobStore:
             ],
         )
 
+    @retrying
     def events(self, job_id: str) -> list[MemoryEvent]:
         query = (
             select(tables.memory_events)
@@ -243,6 +279,7 @@ class JobStore:
             for r in rows
         ]
 
+    @retrying
     def save_plan(self, job_id: str, plan: list[dict[str, Any]]) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(tables.jobs).where(tables.jobs.c.id == job_id).values(plan=plan, updated_at=utcnow()))

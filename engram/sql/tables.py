@@ -144,3 +144,63 @@ batches = Table(
     Column("rejected", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# Webhooks (migration 0004, DESIGN.md #9): endpoints, one delivery per (endpoint, event), one attempt per try.
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("project_id", String(64), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("event_types", JSON, nullable=False),
+    Column("is_active", Boolean, nullable=False),
+    # Stored as given: signing needs them. Never logged; masked in API answers after creation.
+    Column("secret", String(100), nullable=False),
+    Column("previous_secret", String(100)),
+    Column("previous_secret_expires_at", DateTime(timezone=True)),
+    Column("disabled_reason", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_webhooks_project", "project_id"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(36), primary_key=True),  # uuid5(job, webhook, event): also the webhook-id header
+    Column("webhook_id", String(40), nullable=False),
+    Column("project_id", String(64), nullable=False),
+    Column("job_id", String(36)),
+    Column("event_type", String(32), nullable=False),
+    Column("body", Text, nullable=False),  # the exact bytes signed and sent, identical on every attempt
+    Column("status", String(16), nullable=False),  # PENDING | SUCCEEDED | FAILED
+    Column("attempts", Integer, nullable=False),  # every attempt ever; also the claim token
+    Column("round_start", Integer, nullable=False),  # attempts when the current round (first send or replay) began
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("claimed_until", DateTime(timezone=True)),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True)),
+    Index("ix_webhook_deliveries_webhook", "webhook_id", "created_at"),
+    Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("delivery_id", String(36), nullable=False),
+    Column("webhook_id", String(40), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("outcome", String(16), nullable=False),  # succeeded | retry | failed | disabled
+    Column("status_code", Integer),
+    Column("error", Text),
+    Column("duration_ms", Integer, nullable=False),
+    Column("response_body", Text),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_webhook_attempts_delivery", "delivery_id", "attempt"),
+)

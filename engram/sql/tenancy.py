@@ -17,6 +17,7 @@ from sqlalchemy import Engine, select, update
 
 from engram.sql import tables
 from engram.sql.jobs import utcnow
+from engram.sql.retry import retrying
 
 KEY_PREFIX = "eng_"
 SLUG = re.compile(r"[^a-z0-9]+")
@@ -95,6 +96,7 @@ class TenancyStore:
             )
         return bool(result.rowcount)
 
+    @retrying  # a read: every authenticated request makes it, so a locked SQLite must not turn it into a 503
     def resolve(self, key: str) -> Principal | None:
         """The principal of a live key, or None for an unknown or revoked one."""
         k, p = tables.api_keys, tables.projects

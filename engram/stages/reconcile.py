@@ -221,6 +221,55 @@ def _embed_rewritten(plan: list[dict[str, Any]], facts: Sequence[str], embedder:
             entry["vector"] = vector
 
 
+def mark_overtaken(
+    plan: Sequence[dict[str, Any]],
+    *,
+    vectors: Sequence[Sequence[float]],
+    scope: Scope,
+    store: VectorStore,
+    infer: bool = True,
+) -> list[dict[str, Any]]:
+    """Check a plan an earlier attempt saved (and died before committing) against the store as it is now.
+
+    Issue #8: the dead attempt's scope lock expires before its message comes back, so other jobs of the
+    scope may have run in between, seeing whatever part of this plan reached the vector store. Applied
+    as saved, the plan would ADD a fact one of them added meanwhile (a duplicate) or put back a text one
+    of them has since updated (a lost update). So an entry is marked ``overtaken`` (applied as NONE) when
+    - ADD: another memory of the scope now holds the same text (with ``infer``: raw messages stored
+      verbatim may repeat), or its own memory holds another text;
+    - UPDATE: its memory is gone, or holds neither the text planned over nor the planned one.
+    An entry whose memory shows no change since planning, or this plan's own write, is kept; DELETE is
+    always kept (deleting what is gone is a no-op).
+    """
+    checked = []
+    for entry in plan:
+        entry = dict(entry)
+        entry.pop("overtaken", None)
+        if entry["event"] != "DELETE" and _overtaken(entry, vectors, scope, store, infer):
+            log.info("plan entry %s of memory %s was overtaken by another job; skipped", entry["event"],
+                     entry["memory_id"])
+            entry["overtaken"] = True
+        checked.append(entry)
+    return checked
+
+
+def _overtaken(
+    entry: dict[str, Any], vectors: Sequence[Sequence[float]], scope: Scope, store: VectorStore, infer: bool
+) -> bool:
+    current = store.get(entry["memory_id"], scope.project_id)
+    if entry["event"] == "UPDATE":
+        return current is None or current.memory not in (entry["previous"], entry["text"])
+    if current is not None:  # ADD, and this plan's write got through before the crash
+        return current.memory != entry["text"]
+    if not infer:
+        return False
+    vector = entry["vector"] if "vector" in entry else vectors[entry["fact_index"]]
+    same = content_hash(entry["text"])
+    nearest = store.search(vector, project_id=scope.project_id, where=exact_scope(scope), limit=5,
+                           include_expired=True)
+    return any(r.hash == same and r.id != entry["memory_id"] for r in nearest)
+
+
 def apply_plan(
     *,
     job_id: str,
@@ -234,7 +283,8 @@ def apply_plan(
     """Write the plan to the vector store; return the events and history rows for the SQL commit.
 
     Idempotent: upserts by deterministic id, deletes of missing ids are no-ops, and the returned
-    rows carry deterministic keys so recording them twice inserts them once.
+    rows carry deterministic keys so recording them twice inserts them once. Entries marked
+    ``overtaken`` (``mark_overtaken``) are skipped; the others keep their position, hence their keys.
     """
     options = options or WriteOptions()
     updated_at = now or datetime.now(UTC)
@@ -243,6 +293,8 @@ def apply_plan(
     events: list[MemoryEvent] = []
     history: list[HistoryChange] = []
     for seq, entry in enumerate(plan):
+        if entry.get("overtaken"):
+            continue
         event = entry["event"]
         events.append(
             MemoryEvent(id=entry["memory_id"], memory=entry["text"], event=event, previous_memory=entry["previous"])

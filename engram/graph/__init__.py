@@ -1,0 +1,1 @@
+"""Graph memory: entities and relations beside the vector memories, one Kuzu file per shard."""
