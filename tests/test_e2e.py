@@ -25,26 +25,43 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[
 
 
 def test_add_poll_search(stack: Stack) -> None:
-    event_id = stack.add({"messages": [{"role": "user", "content": "My name is Ana. I live in Paris."},
-                                       {"role": "assistant", "content": "Hello Ana!"}],
-                          "user_id": "ana", "metadata": {"channel": "web"}})
+    event_id = stack.add(
+        {
+            "messages": [
+                {"role": "user", "content": "My name is Ana. I live in Paris."},
+                {"role": "assistant", "content": "Hello Ana!"},
+            ],
+            "user_id": "ana",
+            "metadata": {"channel": "web"},
+        }
+    )
     job = stack.wait_job(event_id)
     assert job["status"] == "SUCCEEDED", job
-    assert sorted((r["event"], r["memory"]) for r in job["results"]) == [("ADD", "Lives in Paris"),
-                                                                          ("ADD", "Name is Ana")]
-    hits = stack.client.post("/v1/memories/search/", json={"query": "where does she live",
-                                                           "user_id": "ana", "limit": 1}).json()["results"]
+    assert sorted((r["event"], r["memory"]) for r in job["results"]) == [
+        ("ADD", "Lives in Paris"),
+        ("ADD", "Name is Ana"),
+    ]
+    hits = stack.client.post(
+        "/v1/memories/search/", json={"query": "where does she live", "user_id": "ana", "limit": 1}
+    ).json()["results"]
     assert hits[0]["memory"] == "Lives in Paris"
     assert hits[0]["metadata"] == {"channel": "web"} and hits[0]["user_id"] == "ana"
-    assert stack.client.post("/v1/memories/search/", json={"query": "Paris", "user_id": "zoe"}).json() == {
-        "results": []
-    }
+    assert stack.client.post("/v1/memories/search/", json={"query": "Paris", "user_id": "zoe"}).json()["results"] == []
 
 
 def test_infer_false_stores_each_message(stack: Stack) -> None:
-    job = stack.wait_job(stack.add({"messages": [{"role": "user", "content": "raw note one"},
-                                                 {"role": "assistant", "content": "raw reply"}],
-                                    "user_id": "raw", "infer": False}))
+    job = stack.wait_job(
+        stack.add(
+            {
+                "messages": [
+                    {"role": "user", "content": "raw note one"},
+                    {"role": "assistant", "content": "raw reply"},
+                ],
+                "user_id": "raw",
+                "infer": False,
+            }
+        )
+    )
     assert job["status"] == "SUCCEEDED"
     stored = sorted((m["memory"], m["metadata"]["role"]) for m in stack.memories(user_id="raw"))
     assert stored == [("raw note one", "user"), ("raw reply", "assistant")]
@@ -66,8 +83,9 @@ def test_contradiction_updates_and_history_shows_it(stack: Stack) -> None:
 
 
 def test_sync_mode_returns_results(stack: Stack) -> None:
-    response = stack.client.post("/v1/memories/", json={"messages": "I collect vinyl records.", "user_id": "sy",
-                                                        "async_mode": False})
+    response = stack.client.post(
+        "/v1/memories/", json={"messages": "I collect vinyl records.", "user_id": "sy", "async_mode": False}
+    )
     assert response.status_code == 200, response.text
     assert [(r["event"], r["memory"]) for r in response.json()["results"]] == [("ADD", "Collects vinyl records")]
 
@@ -113,8 +131,9 @@ def test_redelivered_messages_change_nothing(stack: Stack) -> None:
     from config.settings import Settings
     from workers.celery_app import producer
 
-    sender = producer(Settings(redis={"url": stack.env["ENGRAM_REDIS__URL"],
-                                      "key_prefix": stack.env["ENGRAM_REDIS__KEY_PREFIX"]}))
+    sender = producer(
+        Settings(redis={"url": stack.env["ENGRAM_REDIS__URL"], "key_prefix": stack.env["ENGRAM_REDIS__KEY_PREFIX"]})
+    )
     event_id = stack.add({"messages": "I speak Finnish. I own a kayak.", "user_id": "dup"})
     for stage in ("engram.extract", "engram.embed", "engram.reconcile", "engram.notify") * 2:
         sender.send_task(stage, args=[event_id])

@@ -43,16 +43,17 @@ def test_ping_gives_the_client_its_ids(client: MemoryClient) -> None:
 
 
 def test_add_search_get_all_get(client: MemoryClient, stack: Stack) -> None:
-    job = settle(stack, client.add("I live in Oslo. I love skiing.", filters={"user_id": "cli-ana"},
-                                   metadata={"src": "client"}))
+    job = settle(
+        stack, client.add("I live in Oslo. I love skiing.", filters={"user_id": "cli-ana"}, metadata={"src": "client"})
+    )
     assert job["status"] == "SUCCEEDED"
     assert sorted(r["memory"] for r in job["results"]) == ["Lives in Oslo", "Loves skiing"]
     found = client.search("where does she live", filters={"user_id": "cli-ana"}, top_k=1, rerank=True)
     assert [m["memory"] for m in found["results"]] == ["Lives in Oslo"]
     assert found["results"][0]["metadata"] == {"src": "client"}
-    assert client.search("x", filters={"AND": [{"user_id": "cli-ana"}, {"metadata": {"src": "other"}}]}) == {
-        "results": []
-    }
+    assert (
+        client.search("x", filters={"AND": [{"user_id": "cli-ana"}, {"metadata": {"src": "other"}}]})["results"] == []
+    )
     page = client.get_all(filters={"user_id": "cli-ana"}, page=1, page_size=1)
     assert page["count"] == 2 and len(page["results"]) == 1 and page["next"] and page["previous"] is None
     everything = client.get_all(filters={"AND": [{"user_id": "cli-ana"}, {"created_at": {"gte": "2020-01-01"}}]})
@@ -62,8 +63,9 @@ def test_add_search_get_all_get(client: MemoryClient, stack: Stack) -> None:
 
 
 def test_update_history_delete(client: MemoryClient, stack: Stack) -> None:
-    job = settle(stack, client.add([{"role": "user", "content": "I own a green bike."}],
-                                   filters={"user_id": "cli-upd"}))
+    job = settle(
+        stack, client.add([{"role": "user", "content": "I own a green bike."}], filters={"user_id": "cli-upd"})
+    )
     memory_id = job["results"][0]["id"]
     client.update(memory_id, text="Owns a red bike", metadata={"checked": True})
     assert client.get(memory_id)["memory"] == "Owns a red bike"
@@ -74,8 +76,9 @@ def test_update_history_delete(client: MemoryClient, stack: Stack) -> None:
 
 
 def test_expiration_date_and_immutable(client: MemoryClient, stack: Stack) -> None:
-    old = settle(stack, client.add("I am training for a marathon.", filters={"user_id": "cli-exp"},
-                                   expiration_date="2020-01-01"))
+    old = settle(
+        stack, client.add("I am training for a marathon.", filters={"user_id": "cli-exp"}, expiration_date="2020-01-01")
+    )
     assert old["status"] == "SUCCEEDED"
     assert client.get_all(filters={"user_id": "cli-exp"})["count"] == 0  # expired: out of lists and search
     assert client.search("marathon", filters={"user_id": "cli-exp"})["results"] == []
@@ -89,8 +92,12 @@ def test_expiration_date_and_immutable(client: MemoryClient, stack: Stack) -> No
 def test_batch_feedback_export(client: MemoryClient, stack: Stack) -> None:
     job = settle(stack, client.add("I play the oboe. I collect stamps.", filters={"user_id": "cli-batch"}))
     ids = [r["id"] for r in job["results"]]
-    assert "2" in client.batch_update([{"memory_id": ids[0], "text": "Plays the bassoon"},
-                                       {"memory_id": ids[1], "metadata": {"hobby": True}}])["message"]
+    assert (
+        "2"
+        in client.batch_update(
+            [{"memory_id": ids[0], "text": "Plays the bassoon"}, {"memory_id": ids[1], "metadata": {"hobby": True}}]
+        )["message"]
+    )
     assert client.get(ids[0])["memory"] == "Plays the bassoon"
     assert client.get(ids[1])["metadata"] == {"hobby": True}
     assert client.feedback(ids[0], feedback="POSITIVE", feedback_reason="accurate")["feedback"] == "POSITIVE"

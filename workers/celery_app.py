@@ -128,6 +128,8 @@ def _open_per_process(**_: Any) -> None:
     warm_up = getattr(runtime.container().embedder, "warm_up", None)
     if warm_up is not None:
         warm_up()  # load the model once per process, before the first task waits for it
+    # An unreachable store or a vector-size mismatch stops the worker now, not on its first job.
+    runtime.container().vector_store.ping()
     graph = runtime.container().settings.graph_store
     if graph.enabled and graph.shard is not None:
         runtime.container().graph_store.ping()  # a graph worker opens its shard once, now: fail fast, recover
