@@ -150,3 +150,26 @@ def _sweep_on_start(**_: Any) -> None:
     """Issue #8: a (re)started worker asks for one sweep, so jobs whose messages died with the previous
     worker (or with Redis) move on without waiting for the periodic sweeper."""
     app.send_task("engram.sweep")
+
+
+@signals.worker_ready.connect
+def _serve_metrics(**_: Any) -> None:
+    """Prometheus metrics of this worker on ``ENGRAM_WORKER_METRICS_PORT`` (unset: none).
+
+    A thread-pool worker (the LLM queue's) counts everything in one process. A prefork worker's
+    children are only seen when ``PROMETHEUS_MULTIPROC_DIR`` is set for the whole worker.
+    """
+    import os
+
+    port = os.environ.get("ENGRAM_WORKER_METRICS_PORT")
+    if not port:
+        return
+    from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    start_http_server(int(port), addr="127.0.0.1", registry=registry)

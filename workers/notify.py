@@ -11,6 +11,7 @@ from typing import Any
 from celery import Task
 
 from config.container import Container
+from engram import metrics
 from engram.sql.branches import BranchStore
 from engram.sql.jobs import Job
 from schemas.jobs import JobStatus, Stage
@@ -25,6 +26,7 @@ def notify_work(c: Container, job: Job) -> dict[str, Any]:
     # Webhooks (issue #5): job_succeeded is written before the job ends and sent after it has.
     deliveries = webhooks.job_event_outbox(c, job.id, JobStatus.SUCCEEDED)
     c.jobs.finish(job.id, JobStatus.SUCCEEDED)
+    metrics.JOBS_FINISHED.labels("SUCCEEDED").inc()
     webhooks.enqueue(deliveries)
     return {}
 

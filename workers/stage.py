@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from celery import Task
 
 from config.container import Container
+from engram import metrics
 from engram.errors import PermanentError, RateLimited, ScopeBusy, TransientError
 from engram.scope import Scope
 from engram.sql.jobs import Job
@@ -46,8 +48,13 @@ def hand_on(next_task: str | HandOn | None, c: Container, job: Job, *, redeliver
     next_task(c, job, redelivered)
 
 
+def _observe(stage: Stage, outcome: str, started: float) -> None:
+    metrics.STAGE_SECONDS.labels(stage.value, outcome).observe(time.perf_counter() - started)
+
+
 def fail_job(c: Container, job_id: str, reason: str) -> None:
     log.warning("job %s failed: %s", job_id, reason)
+    metrics.JOBS_FINISHED.labels("FAILED").inc()
     # Webhooks (issue #5): job_failed is written before the job ends and sent after it has.
     deliveries = webhooks.job_event_outbox(c, job_id, JobStatus.FAILED, reason[:2000])
     c.jobs.finish(job_id, JobStatus.FAILED, reason[:2000])
@@ -107,9 +114,11 @@ def _attempt(task: Task, c: Container, job: Job, stage: Stage, work: StageWork) 
         fail_job(c, job.id, f"{stage.value}: gave up after {p.max_attempts_per_stage} attempts")
         return False
     retry_after: float | None = None
+    started = time.perf_counter()
     try:
         outputs = work(c, job)
     except PermanentError as exc:
+        _observe(stage, "failed", started)
         fail_job(c, job.id, f"{stage.value}: {exc}")
         return False
     except RateLimited as exc:  # issue #8: waiting for the shared LLM rate limit is no failed attempt
@@ -122,11 +131,15 @@ def _attempt(task: Task, c: Container, job: Job, stage: Stage, work: StageWork) 
         log.exception("stage %s of job %s raised", stage.value, job.id)
         error = exc
     else:
+        _observe(stage, "ok", started)
         return c.jobs.complete_stage(job.id, stage, **outputs)
     reason = f"{stage.value}: {type(error).__name__}: {error!s:.500}"
     if attempt >= p.max_attempts_per_stage:
+        _observe(stage, "failed", started)
         fail_job(c, job.id, f"{reason} (after {attempt} attempts)")
         return False
+    _observe(stage, "retry", started)
+    metrics.STAGE_RETRIES.labels(stage.value, type(error).__name__).inc()
     countdown = (
         retry_after
         if retry_after is not None
