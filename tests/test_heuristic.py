@@ -38,6 +38,7 @@ def test_rewrites() -> None:
     assert statement_to_fact("My favourite colour is green") == "Favourite colour is green"
     assert statement_to_fact("I watch movies with my sister") == "Watches movies with their sister"
     assert subject_key("Is a doctor") == "is doctor"
+    assert statement_to_fact("Big news: I live in Porto now") == "Lives in Porto now"
 
 
 def test_decisions_none_update_delete_add() -> None:

@@ -26,6 +26,8 @@ LEADING_FILLER = re.compile(
     r"^(?:(?:hi|hello|hey|well|oh|ok|okay|so|also|actually|and|but|yes|yeah|no|btw|by the way)\b[,!.]?\s*)+",
     re.IGNORECASE,
 )
+# "Big news: I live in Porto now" — a short lead-in before a colon is not part of the fact.
+LEADING_PREFIX = re.compile(r"^[\w\s'-]{1,30}:\s+(?=(?:i|i'm|i've|my)\b)", re.IGNORECASE)
 MODALS = {"can", "could", "will", "would", "should", "must", "might", "may", "shall"}
 IRREGULAR = {"have": "has", "do": "does", "go": "goes", "am": "is", "was": "was"}
 # Openers rewritten to a subject-less fact; order matters (longest first).
@@ -65,7 +67,7 @@ def _third_person(verb: str) -> str:
 
 def statement_to_fact(sentence: str) -> str:
     """Rewrite one first-person sentence as a subject-less fact."""
-    text = LEADING_FILLER.sub("", sentence.strip()).strip(" .!;,")
+    text = LEADING_PREFIX.sub("", LEADING_FILLER.sub("", sentence.strip())).strip(" .!;,")
     for pattern, replacement in OPENERS:
         if pattern.search(text):
             text = pattern.sub(replacement, text, count=1)
