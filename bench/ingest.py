@@ -90,8 +90,9 @@ def run_engram(
             ),
         }
     except Exception:
-        for name in ("api", *stack.workers):
-            console.print(f"[red]--- {name} log ---[/red]\n" + (stack.workers.get(name) or stack.api).log())
+        for name, child in (("api", stack.api), *stack.workers.items()):
+            if child is not None:
+                console.print(f"[red]--- {name} log ---[/red]\n" + child.log())
         raise
     finally:
         stack.stop()

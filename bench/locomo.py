@@ -26,7 +26,7 @@ from bench.locomo_retrieval import ingest as load_engram
 from bench.mem0_setup import memory as mem0_memory
 
 META_KEYS = ("sample_id", "dia_id", "session", "session_date_time", "speaker", "turn_index")
-Search = Callable[[int], list[str]]  # question index -> dia_ids of the results, best first
+Search = Callable[[int], list[Any]]  # question index -> dia_ids of the results, best first
 
 
 def evaluate(label: str, questions: list[dict[str, Any]], search: Search) -> dict[str, Any]:
@@ -116,18 +116,18 @@ def run(
     for i, t in enumerate(turns):
         by_scope[t["sample_id"]].append(i)
 
-    def floor(i: int) -> list[str]:
+    def floor(i: int) -> list[Any]:
         q = questions[i]
         rows = by_scope[q["sample_id"]]
         scores = turn_vectors[rows] @ np.asarray(embedder.embed([q["question"]])[0], dtype="float32")
         return [turns[rows[j]]["dia_id"] for j in np.argsort(-scores)[:TOP_K]]
 
-    def engram_api_path(i: int) -> list[str]:
+    def engram_api_path(i: int) -> list[Any]:
         q = questions[i]
         found = memories.search(c, PROJECT, eq("user_id", q["sample_id"]), q["question"], limit=TOP_K, threshold=None)
         return [(r.metadata or {}).get("dia_id") for r in found]
 
-    def engram_vector(i: int) -> list[str]:
+    def engram_vector(i: int) -> list[Any]:
         q = questions[i]
         vector = embedder.embed([q["question"]])[0]
         where = eq("user_id", q["sample_id"])
@@ -146,7 +146,7 @@ def run(
     load_mem0(m, turns, turn_vectors)
     results["mem0_ingest_seconds"] = round(time.perf_counter() - began, 1)
 
-    def mem0_search(i: int) -> list[str]:
+    def mem0_search(i: int) -> list[Any]:
         q = questions[i]
         found = m.search(q["question"], filters={"user_id": q["sample_id"]}, top_k=TOP_K, threshold=0)["results"]
         return [(r.get("metadata") or {}).get("dia_id") for r in found]

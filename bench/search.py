@@ -166,7 +166,7 @@ def run(
             def mem0(query: str, scope: str) -> list[Any]:
                 return m.search(query, filters={"user_id": scope}, top_k=TOP_K)["results"]  # type: ignore[no-any-return]
 
-            row = {
+            row: dict[str, Any] = {
                 "engram_load_seconds": round(load_s, 1),
                 "mem0_load_seconds": round(mem0_s, 1),
                 "engram_api": timed(f"search {size:>6} engram API", data.queries, api),

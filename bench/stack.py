@@ -6,6 +6,7 @@ their own SQLite file, LanceDB directory and Redis key prefix (Redis database 11
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from dataclasses import dataclass
@@ -55,6 +56,10 @@ PREFORK = (WorkerSpec("worker", "llm,default", "prefork", 2),)
 # LLM-bound stages on 32 threads of one process; embedding (CPU) on one prefork process.
 THREADED = (WorkerSpec("worker-llm", "llm", "threads", 32), WorkerSpec("worker-default", "default", "prefork", 1))
 WORKER_CONFIGS = {"prefork": PREFORK, "threads": THREADED}
+
+
+def _logged_ready(log_path: Path) -> bool:
+    return b" ready." in log_path.read_bytes()
 
 
 class StandIn:
@@ -184,7 +189,7 @@ class EngramStack:
             child = Child(spec.name, spec.args(), env=self.env, cwd=self.workdir, log_dir=self.workdir)
             self.workers[spec.name] = child
         for child in self.workers.values():
-            child.wait_until(lambda c=child: b" ready." in c.log_path.read_bytes())
+            child.wait_until(functools.partial(_logged_ready, child.log_path))
 
     def _healthy(self) -> bool:
         try:

@@ -119,7 +119,10 @@ def job_rows(engine: sa.Engine, job_ids: Iterable[str]) -> dict[str, Any]:
 
 def all_terminal(engine: sa.Engine, job_ids: list[str]) -> Callable[[], bool]:
     def check() -> bool:
-        rows = job_rows(engine, job_ids)
+        try:
+            rows = job_rows(engine, job_ids)
+        except sa.exc.OperationalError:
+            return False  # the test's own connection was killed too (the PostgreSQL fault): ask again
         return len(rows) == len(job_ids) and all(r.status in TERMINAL for r in rows.values())
 
     return check
