@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
+
 from engram.llm.heuristic import HeuristicLLM
 from schemas.memories import Message
 
@@ -51,7 +53,7 @@ class StubCall:
     """One request as the stub saw it, and the mode it answered with."""
 
     path: str
-    headers: dict[str, str]
+    headers: httpx.Headers  # case-insensitive: clients differ in how they spell header names
     body: Any
     mode: str
     at: float = field(default_factory=time.monotonic)
@@ -159,7 +161,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = raw.decode("utf-8", "replace")
         path = self.path.split("?", 1)[0].rstrip("/")
         mode, seconds = stub._next_mode()
-        call = StubCall(path=path, headers=dict(self.headers.items()), body=body, mode=mode)
+        call = StubCall(path=path, headers=httpx.Headers(list(self.headers.items())), body=body, mode=mode)
         stub._record(call)
         # A client that gave up (a timeout test) closed the connection: nothing to answer.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):

@@ -123,7 +123,10 @@ def _attempt(task: Task, c: Container, job: Job, stage: Stage, work: StageWork) 
         return False
     except RateLimited as exc:  # issue #8: waiting for the shared LLM rate limit is no failed attempt
         c.jobs.refund_attempt(job.id)
-        raise task.retry(countdown=exc.retry_after_seconds or p.retry_backoff_seconds, exc=exc) from exc
+        wait = exc.retry_after_seconds or p.retry_backoff_seconds
+        # The attempt starts over after the wait (a half-finished repair too); the fault tests read this line.
+        log.info("job %s: %s deferred %.1fs by the shared LLM rate limit", job.id, stage.value, wait)
+        raise task.retry(countdown=wait, exc=exc) from exc
     except TransientError as exc:
         error: Exception = exc
         retry_after = exc.retry_after_seconds

@@ -23,7 +23,7 @@ import httpx
 import pytest
 import redis
 
-from tests.llm_stub import LLMStub, StubCall
+from tests.llm_stub import REPAIR_PREFIX, LLMStub, StubCall
 from tests.reliability.helpers import add_body, all_terminal, check_invariants, post_batches, sql_engine, wait_until
 from tests.stack import BIN, Stack, free_port
 from tests.webhook_receiver import Receiver
@@ -68,31 +68,46 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str, llm: LLMStub
 
 @dataclass
 class Expected:
-    outcome: str  # "ok", "malformed" (twice in one attempt) or "exhausted" (every attempt failed)
+    outcome: str  # "ok", "malformed" (twice in one attempt), "exhausted" (every attempt failed), else a policy breach
     calls: int  # how many requests the policy allows for what happened
+    deferred: int = 0  # attempts the shared rate limit cut short between an answer and its repair
 
 
-def replay(modes: list[str]) -> Expected:
-    """What one stage must do with these answers, in order."""
-    used = attempt = 0
-    while used < len(modes):
+def is_repair(call: StubCall) -> bool:
+    messages = call.body.get("messages") if isinstance(call.body, dict) else None
+    return bool(messages) and str(messages[-1].get("content", "")).startswith(REPAIR_PREFIX)
+
+
+def replay(calls: list[StubCall]) -> Expected:
+    """What one stage must do with these answers, in order.
+
+    A malformed answer followed by a fresh request (not its repair) means the repair was held back by the
+    shared rate limit: that attempt starts over and is not counted (the worker logs the deferral)."""
+    used = attempt = deferred = 0
+    while used < len(calls):
+        if is_repair(calls[used]):
+            return Expected("a repair request after an answer that was not malformed", used + 1, deferred)
         attempt += 1
-        mode = modes[used]
+        mode = calls[used].mode
         used += 1
         if mode == "ok":
-            return Expected("ok", used)
+            return Expected("ok", used, deferred)
         if mode == "malformed":
-            if used == len(modes):
+            if used == len(calls):
                 break
-            mode = modes[used]  # the one repair request
+            if not is_repair(calls[used]):
+                attempt -= 1
+                deferred += 1
+                continue
+            mode = calls[used].mode  # the one repair request
             used += 1
             if mode == "ok":
-                return Expected("ok", used)
+                return Expected("ok", used, deferred)
             if mode == "malformed":
-                return Expected("malformed", used)
+                return Expected("malformed", used, deferred)
         if attempt == MAX_ATTEMPTS:  # a 429, 500 or timeout on the answer or on its repair
-            return Expected("exhausted", used)
-    return Expected("incomplete", used)
+            return Expected("exhausted", used, deferred)
+    return Expected("incomplete", used, deferred)
 
 
 @dataclass
@@ -113,19 +128,33 @@ def calls_by_job(calls: list[StubCall], tokens: dict[str, str]) -> dict[str, Job
     return found
 
 
-def check_job(job: Any, calls: JobCalls) -> str:
+def deferrals(worker_log: str, job_id: str, stage: str) -> int:
+    """How often the worker logged that the shared rate limit deferred this job's stage (workers/stage.py)."""
+    return worker_log.count(f"job {job_id}: {stage} deferred")
+
+
+def check_stage(name: str, expected: Expected, calls: list[StubCall], logged_deferrals: int) -> str:
+    modes = [c.mode + ("(repair)" if is_repair(c) else "") for c in calls]
+    if expected.calls != len(calls) or expected.outcome not in ("ok", "malformed", "exhausted"):
+        return f"{name}: {len(calls)} calls {modes}, policy allows {expected.calls} ({expected.outcome})"
+    if expected.deferred > logged_deferrals:
+        return f"{name}: {modes} has {expected.deferred} unrepaired answers, {logged_deferrals} deferrals logged"
+    return ""
+
+
+def check_job(job: Any, calls: JobCalls, worker_log: str) -> str:
     """The job's outcome is the one its faults call for; '' when it is, else what differs."""
-    extract = replay([c.mode for c in calls.extract])
-    if extract.calls != len(calls.extract):
-        return f"extract: {len(calls.extract)} calls {[c.mode for c in calls.extract]}, policy allows {extract.calls}"
+    extract = replay(calls.extract)
+    if why := check_stage("extract", extract, calls.extract, deferrals(worker_log, job.id, "extracted")):
+        return why
     if extract.outcome != "ok":
         want = ("extracted:", "malformed" if extract.outcome == "malformed" else f"(after {MAX_ATTEMPTS} attempts)")
         if calls.update or job.status != "FAILED" or not all(w in (job.error or "") for w in want):
             return f"extract {extract.outcome}: job {job.status} {job.error!r}, {len(calls.update)} update calls"
         return ""
-    update = replay([c.mode for c in calls.update])
-    if update.calls != len(calls.update):
-        return f"reconcile: {len(calls.update)} calls {[c.mode for c in calls.update]}, policy allows {update.calls}"
+    update = replay(calls.update)
+    if why := check_stage("reconcile", update, calls.update, deferrals(worker_log, job.id, "reconciled")):
+        return why
     if update.outcome == "ok":
         return "" if job.status == "SUCCEEDED" else f"all answered: job {job.status} {job.error!r}"
     want = ("reconciled:", "malformed" if update.outcome == "malformed" else f"(after {MAX_ATTEMPTS} attempts)")
@@ -156,6 +185,36 @@ def rate_violations(calls: list[StubCall]) -> list[str]:
     return bad
 
 
+def _calls(*modes: str) -> list[StubCall]:
+    """``"malformed"``, ``"ok+repair"``...: what the stub would have recorded."""
+    made = []
+    for mode in modes:
+        name, _, repair = mode.partition("+")
+        last = REPAIR_PREFIX + " ..." if repair else "NEW FACTS: [...]"
+        made.append(StubCall("/v1/chat/completions", httpx.Headers(), {"messages": [{"role": "user", "content": last}]},
+                             name))
+    return made
+
+
+@pytest.mark.parametrize(
+    ("modes", "outcome", "deferred"),
+    [
+        (("ok",), "ok", 0),
+        (("malformed", "malformed+repair"), "malformed", 0),
+        (("error", "rate_limit", "slow"), "exhausted", 0),
+        (("malformed", "ok+repair"), "ok", 0),
+        # CI, job17: the repair of the first answer was held back by the shared rate limit (not an attempt)
+        (("malformed", "malformed", "rate_limit+repair", "rate_limit", "malformed", "ok+repair"), "ok", 1),
+        (("malformed", "rate_limit", "error", "slow"), "exhausted", 1),
+        (("rate_limit", "ok+repair"), "a repair request after an answer that was not malformed", 0),
+    ],
+)
+def test_the_policy_replay_itself(modes: tuple[str, ...], outcome: str, deferred: int) -> None:
+    """The oracle the fault test judges by: one repair per malformed answer, three attempts, deferrals free."""
+    expected = replay(_calls(*modes))
+    assert (expected.outcome, expected.deferred) == (outcome, deferred)
+
+
 def test_every_job_ends_as_its_faults_dictate(stack: Stack, llm: LLMStub, soak: bool) -> None:
     jobs = 150 if soak else 30
     llm.reset()
@@ -169,7 +228,8 @@ def test_every_job_ends_as_its_faults_dictate(stack: Stack, llm: LLMStub, soak: 
 
     rows = {f"job{i}": r for i, r in enumerate(stack.client.get(f"/v1/event/{e}/").json() for e in event_ids)}
     by_job = calls_by_job(list(llm.calls), tokens)
-    wrong = {job: why for job in tokens if (why := check_job(_Row(rows[job]), by_job[job]))}
+    worker_log = (stack.workdir / "worker.log").read_text(errors="replace")
+    wrong = {job: why for job in tokens if (why := check_job(_Row(rows[job]), by_job[job], worker_log))}
     early = [v for c in by_job.values() for v in retry_after_violations(c.extract) + retry_after_violations(c.update)]
     too_fast = rate_violations(list(llm.calls))
     out = check_invariants(stack, engine, event_ids)
@@ -192,7 +252,7 @@ def test_every_job_ends_as_its_faults_dictate(stack: Stack, llm: LLMStub, soak: 
 
 class _Row:
     def __init__(self, job: dict[str, Any]) -> None:
-        self.status, self.error = job["status"], job.get("error")
+        self.id, self.status, self.error = job["id"], job["status"], job.get("error")
 
 
 def redis_dump(client: redis.Redis, prefix: str) -> str:
