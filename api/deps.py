@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Annotated
 
 from celery import Celery
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
 
 from config.container import Container
+from engram.admission import GroupCommitter
+from engram.ingest import Dispatch
+from engram.sql.jobs import NewJob
 from engram.sql.tenancy import Principal, hash_key
 
 # A resolved key is trusted this long without asking SQL again: one lookup per key per window
@@ -18,7 +21,11 @@ KEY_CACHE_SECONDS = 10.0
 _key_cache: dict[str, tuple[float, Principal]] = {}
 
 
-def get_container(request: Request) -> Container:
+# The dependencies are ``async def``: FastAPI runs a plain ``def`` dependency on its thread pool, a hop
+# that cost more than the whole add (bench/ py-spy: 11 % of the API's time under load).
+
+
+async def get_container(request: Request) -> Container:
     return request.app.state.container  # type: ignore[no-any-return]
 
 
@@ -31,7 +38,7 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-def get_principal(request: Request, c: Annotated[Container, Depends(get_container)]) -> Principal:
+async def get_principal(request: Request, c: Annotated[Container, Depends(get_container)]) -> Principal:
     key = presented_key(request)
     challenge = {"WWW-Authenticate": 'Token realm="engram"'}
     if key is None:
@@ -43,7 +50,7 @@ def get_principal(request: Request, c: Annotated[Container, Depends(get_containe
     if cached is not None and cached[0] > time.monotonic():
         principal = cached[1]
     else:
-        resolved = c.tenancy.resolve(key)
+        resolved = await run_in_threadpool(c.tenancy.resolve, key)  # SQL, once per key per window
         if resolved is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or revoked API key", headers=challenge)
         principal = resolved
@@ -52,28 +59,29 @@ def get_principal(request: Request, c: Annotated[Container, Depends(get_containe
     return principal
 
 
-def get_project_id(principal: Annotated[Principal, Depends(get_principal)]) -> str:
+async def get_project_id(principal: Annotated[Principal, Depends(get_principal)]) -> str:
     """Everything a request touches is scoped to its key's project."""
     return principal.project_id
 
 
-def get_sender(request: Request) -> Celery:
+async def get_sender(request: Request) -> Celery:
     """The API's Celery producer (sends tasks; never runs them)."""
     return request.app.state.producer  # type: ignore[no-any-return]
 
 
-def get_enqueue(request: Request) -> Callable[[str], None]:
-    """Sends a job's first stage to the broker."""
-    sender = request.app.state.producer
+async def get_dispatch(request: Request) -> Dispatch:
+    """Starts a group of accepted jobs: one ``engram.dispatch`` message naming them all."""
+    return request.app.state.dispatch  # type: ignore[no-any-return]
 
-    def enqueue(job_id: str) -> None:
-        sender.send_task("engram.extract", args=[job_id])
 
-    return enqueue
+async def get_admission(request: Request) -> GroupCommitter[tuple[str, NewJob], str]:
+    """Single adds, committed and dispatched in groups with the requests that arrive beside them."""
+    return request.app.state.admission  # type: ignore[no-any-return]
 
 
 ContainerDep = Annotated[Container, Depends(get_container)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 ProjectDep = Annotated[str, Depends(get_project_id)]
 SenderDep = Annotated[Celery, Depends(get_sender)]
-EnqueueDep = Annotated[Callable[[str], None], Depends(get_enqueue)]
+DispatchDep = Annotated[Dispatch, Depends(get_dispatch)]
+AdmissionDep = Annotated[GroupCommitter[tuple[str, NewJob], str], Depends(get_admission)]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -32,9 +33,12 @@ from api.routers import (
 )
 from config.container import Container
 from config.settings import Settings, get_settings
+from engram import ingest
+from engram.admission import GroupCommitter
 from engram.ingest import BROKER_ERRORS
 from engram.webhooks import DELIVER_TASK
 from workers.celery_app import producer
+from workers.dispatch import DISPATCH_TASK
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,11 @@ def send_deliveries(sender: Celery, queued: list[tuple[str, int]]) -> None:
             sender.send_task(DELIVER_TASK, args=[delivery_id], kwargs={"expected_attempts": token})
     except BROKER_ERRORS as exc:  # the rows are durable and PENDING; the sweeper sends them
         log.warning("could not enqueue %d webhook deliveries: %s", len(queued), exc)
+
+
+def dispatch(sender: Celery, job_ids: Sequence[str]) -> None:
+    """Start a group of accepted jobs: one message, fanned out by the worker (workers/dispatch.py)."""
+    sender.send_task(DISPATCH_TASK, args=[list(job_ids)])
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -64,6 +73,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.producer = producer(settings)
         container.deliveries_sender = partial(send_deliveries, app.state.producer)
+        app.state.dispatch = partial(dispatch, app.state.producer)
+        app.state.admission = GroupCommitter(lambda items: ingest.admit_group(container, items, app.state.dispatch))
+        # What start-up loaded stays for the life of the process: keep the collector off it. A full collection
+        # over it stalled every request in flight for ~170 ms (bench/: ingest p99 190 -> 43 ms with one worker).
+        gc.freeze()
         yield
         app.state.producer.close()
         container.close()

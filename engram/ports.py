@@ -134,14 +134,18 @@ class VectorStore(Protocol):
         query_text: str | None = None,
         mode: SearchMode | None = None,
         alpha: float | None = None,
+        include_vectors: bool = False,
     ) -> list[MemoryRecord]:
-        """Best memories matching ``where``, best first, each with its ``score``; none below ``threshold``.
+        """Best memories matching ``where``, best first, each with its ``score``.
 
         ``mode="vector"``: ``score`` is the cosine similarity to ``vector``. ``mode="hybrid"``: keyword
         (BM25 over ``query_text``) and vector results fused by relative score fusion, ``score`` in
         [0, 1]; ``alpha`` weighs them (1 = vector only, 0 = keyword only). ``None`` for ``mode`` or
         ``alpha`` means the store's configured default; without ``query_text`` (or with one that is
         blank) the default mode is vector, and an explicit ``"hybrid"`` raises ``ValueError``.
+        In every mode ``threshold`` drops memories whose cosine similarity to ``vector`` is below it
+        (a fused score is relative to the other candidates, so it cannot say what is irrelevant).
+        Records carry their vectors only with ``include_vectors`` (reading them back is not free).
         """
         ...
 

@@ -121,6 +121,7 @@ def test_sql_outage_is_503_not_500(tmp_path: Path, redis_url: str) -> None:
         assert c.get("/v1/ping/").status_code == 200
         (tmp_path / "engram.db").unlink()  # the database vanishes under the running API
         (tmp_path / "engram.db").mkdir()  # ...and its path cannot even be opened again
+        app.state.container.engine.dispose()  # pooled connections would still hold the unlinked file
         from api import deps
 
         deps._key_cache.clear()

@@ -5,6 +5,7 @@ Configuration is read from ``Settings`` when Celery first needs it, not at impor
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from typing import Any
@@ -21,6 +22,8 @@ QUEUE_DEFAULT = "default"
 # Webhook deliveries have their own workers: a slow receiver never holds a pipeline slot (DESIGN.md #9).
 QUEUE_WEBHOOKS = "webhooks"
 TASK_ROUTES = {
+    # The API's messages: each starts a group of jobs (workers/dispatch.py), in the first stage's queue.
+    "engram.dispatch": {"queue": QUEUE_LLM},
     "engram.extract": {"queue": QUEUE_LLM},
     "engram.reconcile": {"queue": QUEUE_LLM},
     "engram.embed": {"queue": QUEUE_DEFAULT},
@@ -74,12 +77,17 @@ def producer(settings: Settings) -> Celery:
     """A Celery app that only sends tasks, configured from ``settings`` (used by the API)."""
     sender = Celery("engram-producer")
     sender.conf.update(celery_config(settings))
+    # A task-sent event is a second publish as costly as the message itself (bench/ py-spy of the API under
+    # load: 10 % of its time). The API's messages are dispatch groups; Flower shows each job's tasks from
+    # the moment a worker receives them, and the workers' hand-ons still send theirs.
+    sender.conf.task_send_sent_event = False
     return sender
 
 
 app = Celery(
     "engram",
     include=[
+        "workers.dispatch",
         "workers.extract",
         "workers.embed",
         "workers.reconcile",
@@ -133,6 +141,7 @@ def _open_per_process(**_: Any) -> None:
     graph = runtime.container().settings.graph_store
     if graph.enabled and graph.shard is not None:
         runtime.container().graph_store.ping()  # a graph worker opens its shard once, now: fail fast, recover
+    gc.freeze()  # the model and libraries loaded above live as long as the process: keep full collections off them
 
 
 @signals.worker_process_shutdown.connect

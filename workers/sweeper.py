@@ -29,7 +29,7 @@ from workers.stage import scope_of
 
 log = logging.getLogger(__name__)
 SWEEP_TASK = "engram.sweep"
-PIPELINE_TASKS = frozenset({"engram.extract", "engram.embed", "engram.reconcile", "engram.notify"})
+PIPELINE_TASKS = frozenset({"engram.dispatch", "engram.extract", "engram.embed", "engram.reconcile", "engram.notify"})
 # The queue of the task each step sends first (graph messages are not checked: a duplicate there is a no-op).
 STEP_QUEUE = {"extract": QUEUE_LLM, "embed": QUEUE_DEFAULT, "branches": QUEUE_LLM, "join": QUEUE_DEFAULT}
 QUEUE_PEEK_MESSAGES = 20

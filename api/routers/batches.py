@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request, status
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import ContainerDep, EnqueueDep, ProjectDep
+from api.deps import ContainerDep, DispatchDep, ProjectDep
 from api.routers.memories import ERRORS
 from engram import ingest
 from engram.errors import NotFoundError
@@ -52,12 +52,12 @@ def parse_items(raw: bytes, content_type: str) -> list[Any]:
 
 
 @router.post("/", status_code=status.HTTP_202_ACCEPTED, responses=ERRORS, openapi_extra={"requestBody": BATCH_BODY})
-async def create_batch(request: Request, c: ContainerDep, project_id: ProjectDep, enqueue: EnqueueDep) -> Any:
+async def create_batch(request: Request, c: ContainerDep, project_id: ProjectDep, dispatch: DispatchDep) -> Any:
     """Queue every valid conversation (each may carry an ``idempotency_key``); report the rejected ones."""
     items = parse_items(await request.body(), request.headers.get("content-type", ""))
     if not items:
         raise FilterError("the batch is empty")
-    accepted = await run_in_threadpool(ingest.submit_batch, c, project_id, items, enqueue)
+    accepted = await run_in_threadpool(ingest.submit_batch, c, project_id, items, dispatch)
     return {
         "batch_id": accepted.batch_id,
         "status": "PENDING",

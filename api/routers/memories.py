@@ -12,7 +12,7 @@ from fastapi import APIRouter, Header, Query, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from api.deps import ContainerDep, EnqueueDep, ProjectDep, SenderDep
+from api.deps import AdmissionDep, ContainerDep, ProjectDep, SenderDep
 from engram import ingest, memories
 from engram.filters import FilterError, scope_ids
 from engram.filters import parse as parse_filters
@@ -46,16 +46,18 @@ async def add_memories(
     body: MemoryCreate,
     c: ContainerDep,
     project_id: ProjectDep,
-    enqueue: EnqueueDep,
+    admission: AdmissionDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Queue a conversation for extraction. ``async_mode=false`` waits for the job and returns its events.
 
     With an ``Idempotency-Key`` header, a repeated request returns the first one's event id.
     """
-    job_id = await run_in_threadpool(ingest.submit, c, project_id, body, enqueue, idempotency_key)
+    # Committed and queued together with the adds that arrive beside it (engram/admission.py).
+    job_id = await admission.submit((project_id, ingest.new_job(c, body, idempotency_key)))
     if body.async_mode:
-        return AddAccepted(event_id=job_id)
+        # A ready response skips FastAPI's re-validation against the response model (the hot path).
+        return JSONResponse(AddAccepted(event_id=job_id).model_dump(mode="json"), status.HTTP_202_ACCEPTED)
     deadline = time.monotonic() + c.settings.pipeline.sync_wait_seconds
     while time.monotonic() < deadline:
         job = await run_in_threadpool(c.jobs.get, job_id, project_id)

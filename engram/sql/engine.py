@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import QueuePool
 
 
 def make_engine(url: str, *, busy_timeout_ms: int = 30_000, pool_size: int = 5) -> Engine:
@@ -15,9 +15,16 @@ def make_engine(url: str, *, busy_timeout_ms: int = 30_000, pool_size: int = 5) 
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        # NullPool: a connection per checkout is cheap for SQLite and never crosses a fork.
+        # Pooled: opening a connection and running the PRAGMAs below cost more than most statements
+        # (bench/: 3.2 ms against 0.8 ms per job insert). Unbounded overflow: a thread never waits for
+        # a connection (a 32-thread worker, nested checkouts), extra ones close on return. Each process
+        # builds its own engine after fork (workers/runtime.py), so no connection crosses a fork.
         engine = create_engine(
-            url, poolclass=NullPool, connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False}
+            url,
+            poolclass=QueuePool,
+            pool_size=pool_size,
+            max_overflow=-1,
+            connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False},
         )
 
         @event.listens_for(engine, "connect")

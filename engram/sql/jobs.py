@@ -110,10 +110,36 @@ class JobStore:
         return {j.id: holders.get(j.idempotency_key, j.id) if j.idempotency_key else j.id for j in new_jobs}
 
     @retrying
-    def release_idempotency_key(self, job_id: str) -> None:
-        """A job that never reached the queue gives its key back, so the client's retry can run."""
+    def abandon(self, job_ids: Sequence[str], reason: str) -> None:
+        """Jobs the client was told were refused: FAILED, never run later, and their idempotency keys given
+        back so the client's retry can run."""
+        if not job_ids:
+            return
+        now = utcnow()
         with self.engine.begin() as conn:
-            conn.execute(update(tables.jobs).where(tables.jobs.c.id == job_id).values(idempotency_key=None))
+            conn.execute(
+                update(tables.jobs)
+                .where(tables.jobs.c.id.in_(list(job_ids)))
+                .values(status=JobStatus.FAILED.value, error=reason[:2000], idempotency_key=None,
+                        updated_at=now, finished_at=now)
+            )
+
+    @retrying
+    def count_waiting(self) -> int:
+        """Jobs accepted and not started yet, in every project (what backpressure limits)."""
+        query = select(func.count()).select_from(tables.jobs).where(tables.jobs.c.status == JobStatus.PENDING.value)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    @retrying
+    def still_waiting(self, job_ids: Sequence[str]) -> list[str]:
+        """Those of ``job_ids`` that are still PENDING (not started, not ended), in the given order."""
+        query = select(tables.jobs.c.id).where(
+            tables.jobs.c.id.in_(list(job_ids)), tables.jobs.c.status == JobStatus.PENDING.value
+        )
+        with self.engine.connect() as conn:
+            waiting = {row[0] for row in conn.execute(query)}
+        return [job_id for job_id in job_ids if job_id in waiting]
 
     @retrying
     def batch_counts(self, batch_id: str) -> dict[str, int]:
@@ -176,21 +202,18 @@ class JobStore:
         """
         now = utcnow()
         with self.engine.begin() as conn:
-            conn.execute(
+            attempts = conn.execute(
                 update(tables.jobs)
                 .where(tables.jobs.c.id == job_id)
                 .values(
                     status=JobStatus.RUNNING.value,
                     attempts=tables.jobs.c.attempts + 1,
                     updated_at=now,
+                    started_at=func.coalesce(tables.jobs.c.started_at, now),
                 )
-            )
-            conn.execute(
-                update(tables.jobs)
-                .where(tables.jobs.c.id == job_id, tables.jobs.c.started_at.is_(None))
-                .values(started_at=now)
-            )
-            return int(conn.execute(select(tables.jobs.c.attempts).where(tables.jobs.c.id == job_id)).scalar_one())
+                .returning(tables.jobs.c.attempts)
+            ).scalar_one()
+        return int(attempts)
 
     def complete_stage(self, job_id: str, stage: Stage, **outputs: Any) -> bool:
         """Record a stage's output and advance the done marker; attempts restart for the next stage.

@@ -59,7 +59,8 @@ def find_existing(vectors: Sequence[Sequence[float]], store: VectorStore, scope:
     found: dict[str, MemoryRecord] = {}
     where = exact_scope(scope)
     for vector in vectors:
-        for record in store.search(vector, project_id=scope.project_id, where=where, limit=k):
+        # With vectors: the decision compares every fact with every memory found (similarity_matrix).
+        for record in store.search(vector, project_id=scope.project_id, where=where, limit=k, include_vectors=True):
             kept = found.get(record.id)
             if kept is None or (record.score or 0) > (kept.score or 0):
                 found[record.id] = record

@@ -4,11 +4,17 @@ Fusion is relative score fusion, the same scheme Weaviate runs server-side (``re
 each ranking's scores are min-max normalised over its own candidates, a memory missing from one
 ranking gets 0 there, and the fused score is ``alpha * vector + (1 - alpha) * keyword``. So a
 score is always in [0, 1] and ``alpha`` means the same thing in every store.
+
+A fused score is relative to the other candidates (the best one is near 1 however poor it is), so a
+``threshold`` never applies to it: in every mode it is a floor on the memory's cosine similarity to
+the query, the one absolute measure of relevance there is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+
+import numpy as np
 
 from engram.ports import SearchMode
 
@@ -59,3 +65,12 @@ def relative_score_fusion(
     return {
         key: min(1.0, max(0.0, alpha * vec.get(key, 0.0) + (1.0 - alpha) * kw.get(key, 0.0))) for key in {**vec, **kw}
     }
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    """Cosine similarity; 0 for an empty or zero vector."""
+    x, y = np.asarray(a, dtype="float64"), np.asarray(b, dtype="float64")
+    norm = float(np.linalg.norm(x) * np.linalg.norm(y))
+    if x.shape != y.shape or norm == 0.0:
+        return 0.0
+    return float(x @ y) / norm

@@ -238,6 +238,7 @@ class WeaviateVectorStore:
         query_text: str | None = None,
         mode: SearchMode | None = None,
         alpha: float | None = None,
+        include_vectors: bool = False,
     ) -> list[MemoryRecord]:
         mode = hybrid.resolve_mode(mode, query_text, self.config.search_mode)
         weight = hybrid.resolve_alpha(alpha, self.config.hybrid_alpha)
@@ -246,6 +247,9 @@ class WeaviateVectorStore:
         self._open()
         weaviate_filter, residual = self._filter(where, include_expired)
         metadata = MetadataQuery(distance=True) if mode == "vector" else MetadataQuery(score=True)
+        # A hybrid threshold is on cosine similarity (engram.vectorstores.hybrid): computed from the vectors.
+        cosine_threshold = mode == "hybrid" and threshold is not None
+        with_vectors = include_vectors or cosine_threshold
 
         def fetch(tenant: Any, window: int) -> list[Any]:
             if mode == "vector":
@@ -253,7 +257,7 @@ class WeaviateVectorStore:
                     near_vector=[float(v) for v in vector],
                     limit=window,
                     filters=weaviate_filter,
-                    include_vector=True,
+                    include_vector=with_vectors,
                     return_metadata=metadata,
                 )
             else:
@@ -265,7 +269,7 @@ class WeaviateVectorStore:
                     query_properties=[TEXT_PROPERTY],
                     limit=window,
                     filters=weaviate_filter,
-                    include_vector=True,
+                    include_vector=with_vectors,
                     return_metadata=metadata,
                 )
             return list(found.objects)
@@ -282,12 +286,16 @@ class WeaviateVectorStore:
             objects = self._read(name, partial(fetch, window=window), [])
             kept = []
             for obj in objects:
-                record = from_object(obj.properties, obj.vector, score_of(obj))
-                if (threshold is None or (record.score or 0.0) >= threshold) and _admitted(
-                    record, where, include_expired
-                ):
+                record = from_object(obj.properties, obj.vector if with_vectors else None, score_of(obj))
+                relevance = hybrid.cosine(vector, record.vector) if cosine_threshold else record.score or 0.0
+                if (threshold is None or relevance >= threshold) and _admitted(record, where, include_expired):
+                    if not include_vectors:
+                        record.vector = []
                     kept.append(record)
-            below = threshold is not None and bool(objects) and score_of(objects[-1]) < threshold
+            # Results come best first: in vector mode one below the threshold means all the rest are too.
+            below = (
+                threshold is not None and mode == "vector" and bool(objects) and score_of(objects[-1]) < threshold
+            )
             if len(kept) >= limit or len(objects) < window or below or window >= QUERY_MAXIMUM_RESULTS:
                 return kept[:limit]
             window = min(window * CANDIDATE_GROWTH, QUERY_MAXIMUM_RESULTS)

@@ -19,10 +19,12 @@ def test_vector_search_orders_by_cosine_with_scores(store: VectorStore, project:
             record("opposite", project, [-1, 0, 0, 0]),
         ]
     )
-    found = store.search([1, 0, 0, 0], project_id=project, limit=10)
+    found = store.search([1, 0, 0, 0], project_id=project, limit=10, include_vectors=True)
     assert ids(found) == ["same", "near", "far", "opposite"]
     assert [r.score for r in found] == pytest.approx([1.0, 0.7071, 0.0, -1.0], abs=1e-3)
     assert found[0].vector == pytest.approx([2, 0, 0, 0])  # callers compare vectors (reconciliation)
+    plain = store.search([1, 0, 0, 0], project_id=project, limit=10)
+    assert ids(plain) == ids(found) and all(r.vector == [] for r in plain)  # not read back unless asked
 
 
 def test_threshold_and_limit(store: VectorStore, project: str) -> None:
@@ -75,8 +77,19 @@ def test_hybrid_scores_are_fused_into_the_unit_interval(texts: VectorStore, proj
     assert set(ids(found)) == {"hiking", "coffee", "zeppelin", "bob"}
     assert all(0.0 <= s <= 1.0 for s in scores) and scores == sorted(scores, reverse=True)
     assert texts.search(QUERY, project_id=project, limit=1, query_text="zeppelin", mode="hybrid", alpha=0.3)
+    # The threshold is on cosine similarity: the keyword-only hits (cosine 0) go, however well they fuse.
     above = texts.search(QUERY, project_id=project, limit=10, query_text="zeppelin", mode="hybrid", threshold=0.4)
-    assert above and all((r.score or 0) >= 0.4 for r in above)
+    assert set(ids(above)) == {"hiking", "coffee"} and all(r.vector == [] for r in above)
+
+
+def test_an_irrelevant_query_finds_nothing_above_a_threshold_in_either_mode(texts: VectorStore, project: str) -> None:
+    """Fused scores are relative (the best candidate is near 1 however poor): the threshold must not use them.
+    Here the best candidate, bob, has cosine 0.11 and no keyword match."""
+    query = [0.0, 0.0, 0.0, 1.0]
+    assert texts.search(query, project_id=project, limit=5, threshold=0.3) == []
+    assert texts.search(query, project_id=project, limit=5, threshold=0.3, query_text="quantum", mode="hybrid") == []
+    loose = texts.search(query, project_id=project, limit=5, threshold=0.1, query_text="quantum", mode="hybrid")
+    assert ids(loose) == ["bob"]
 
 
 def test_mode_defaults_come_from_the_store_config(new_store: StoreFactory, project: str) -> None:
