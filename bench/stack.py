@@ -53,8 +53,12 @@ class WorkerSpec:
 
 # The Procfile's worker: both queues, two prefork processes.
 PREFORK = (WorkerSpec("worker", "llm,default", "prefork", 2),)
-# LLM-bound stages on 32 threads of one process; embedding (CPU) on one prefork process.
-THREADED = (WorkerSpec("worker-llm", "llm", "threads", 32), WorkerSpec("worker-default", "default", "prefork", 1))
+# The Procfile's: LLM-bound stages on two processes of 16 threads; embedding (CPU) on one prefork process.
+THREADED = (
+    WorkerSpec("worker-llm", "llm", "threads", 16),
+    WorkerSpec("worker-llm2", "llm", "threads", 16),
+    WorkerSpec("worker-default", "default", "prefork", 1),
+)
 WORKER_CONFIGS = {"prefork": PREFORK, "threads": THREADED}
 
 

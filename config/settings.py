@@ -39,8 +39,9 @@ class EmbedderSettings(BaseModel):
     """How facts and queries become vectors."""
 
     provider: str = Field(
-        "sentence_transformers",
-        description="'sentence_transformers' (local all-MiniLM-L6-v2), 'litellm', or a plugin",
+        "onnx",
+        description="'onnx' (local all-MiniLM-L6-v2 on ONNX Runtime), 'sentence_transformers' (the same model on "
+        "torch), 'litellm', or a plugin",
     )
     model: str = Field("all-MiniLM-L6-v2", description="Local model name or path, or litellm embedding model")
     dimensions: int = Field(384, gt=0, description="Vector size; must match the model")
@@ -160,6 +161,12 @@ class PipelineSettings(BaseModel):
         "plus its longest retry wait (a duplicate is harmless, it only cuts a backoff short)",
     )
     sweep_batch_size: int = Field(500, gt=0, description="Jobs re-sent per sweep, at most (bounds one after an outage)")
+    task_sent_events: bool = Field(
+        True,
+        description="Publish a task-sent event with every task message, so Flower lists tasks still queued (DESIGN.md "
+        "#8). Each is a second publish as costly as the message (bench/: ~10 % of the API's time under load); "
+        "without them Flower shows a task from when a worker receives it",
+    )
 
     @model_validator(mode="after")
     def _stuck_after_outlasts_a_retry_wait(self) -> PipelineSettings:

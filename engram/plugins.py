@@ -29,6 +29,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "litellm": "engram.llm.litellm_llm:LiteLLM",
     },
     "embedder": {
+        "onnx": "engram.embedding.onnx:OnnxEmbedder",
         "sentence_transformers": "engram.embedding.local:SentenceTransformerEmbedder",
         "litellm": "engram.embedding.litellm_embedder:LiteLLMEmbedder",
     },

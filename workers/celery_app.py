@@ -59,9 +59,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Fail an enqueue fast when Redis is down, so the API can answer 503 instead of hanging.
         "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
         "broker_connection_timeout": 3,
-        # Flower sees every task and its name.
+        # Flower sees every task and its name (sent events are optional: pipeline.task_sent_events).
         "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        "task_send_sent_event": settings.pipeline.task_sent_events,
         "task_track_started": True,
         "worker_hijack_root_logger": False,
         # Re-sends webhook deliveries whose message was lost; runs only where `celery beat` runs.
@@ -77,10 +77,6 @@ def producer(settings: Settings) -> Celery:
     """A Celery app that only sends tasks, configured from ``settings`` (used by the API)."""
     sender = Celery("engram-producer")
     sender.conf.update(celery_config(settings))
-    # A task-sent event is a second publish as costly as the message itself (bench/ py-spy of the API under
-    # load: 10 % of its time). The API's messages are dispatch groups; Flower shows each job's tasks from
-    # the moment a worker receives them, and the workers' hand-ons still send theirs.
-    sender.conf.task_send_sent_event = False
     return sender
 
 
@@ -128,20 +124,44 @@ def _migrate_before_fork(**_: Any) -> None:
     runtime.reset()  # nothing opened in the parent may cross the fork
 
 
-@signals.worker_process_init.connect
-def _open_per_process(**_: Any) -> None:
+def consumed_queues() -> list[str]:
+    selected = app.amqp.queues.consume_from
+    return list(selected) if selected else [app.conf.task_default_queue]
+
+
+def _open_process_resources() -> None:
+    """What every task of this process needs, loaded once before the first task waits for it."""
     from workers import runtime
 
-    runtime.reset()
-    warm_up = getattr(runtime.container().embedder, "warm_up", None)
-    if warm_up is not None:
-        warm_up()  # load the model once per process, before the first task waits for it
+    c = runtime.container()
+    queues = consumed_queues()
+    if QUEUE_LLM in queues and hasattr(c.llm, "warm_up"):
+        c.llm.warm_up()  # litellm's import alone takes seconds
+    warm_up = getattr(c.embedder, "warm_up", None)
+    if warm_up is not None and (QUEUE_LLM in queues or QUEUE_DEFAULT in queues):
+        warm_up()  # embed, and reconcile (categories, rewritten memories)
     # An unreachable store or a vector-size mismatch stops the worker now, not on its first job.
-    runtime.container().vector_store.ping()
-    graph = runtime.container().settings.graph_store
+    c.vector_store.ping()
+    graph = c.settings.graph_store
     if graph.enabled and graph.shard is not None:
-        runtime.container().graph_store.ping()  # a graph worker opens its shard once, now: fail fast, recover
+        c.graph_store.ping()  # a graph worker opens its shard once, now: fail fast, recover
     gc.freeze()  # the model and libraries loaded above live as long as the process: keep full collections off them
+
+
+@signals.worker_process_init.connect
+def _open_per_process(**_: Any) -> None:
+    """Each prefork (or solo) pool process, after fork."""
+    from workers import runtime
+
+    runtime.reset()  # nothing of the parent's crosses the fork
+    _open_process_resources()
+
+
+@signals.worker_ready.connect
+def _open_thread_pool_process(sender: Any = None, **_: Any) -> None:
+    """A thread pool has no pool processes (no worker_process_init): its one process loads here."""
+    if type(getattr(sender, "pool", None)).__module__.endswith(".thread"):
+        _open_process_resources()
 
 
 @signals.worker_process_shutdown.connect

@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from engram.embedding.batching import BatchingRunner
+
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 
@@ -30,7 +32,8 @@ def resolve_model_path(model: str) -> str:
 
 
 class SentenceTransformerEmbedder:
-    """Loads the model lazily, once per process; thread-safe encode."""
+    """Loads the model lazily, once per process; any thread may call ``embed``, one thread runs the model
+    and batches calls that arrive together (``engram.embedding.batching``)."""
 
     config_model = SentenceTransformerConfig
 
@@ -39,6 +42,7 @@ class SentenceTransformerEmbedder:
         self.dimensions = config.dimensions
         self._model: Any = None
         self._lock = threading.Lock()
+        self._runner = BatchingRunner(self._encode)
 
     def _load(self) -> Any:
         if self._model is None:
@@ -68,11 +72,12 @@ class SentenceTransformerEmbedder:
         return self._model
 
     def warm_up(self) -> None:
-        self._load()
+        self.embed(["warm up"])  # loads the model on the thread that will run it
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        if not texts:
-            return []
+        return self._runner.embed(texts)
+
+    def _encode(self, texts: list[str]) -> list[list[float]]:
         model = self._load()
         vectors = model.encode(
             list(texts),

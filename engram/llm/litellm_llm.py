@@ -49,6 +49,11 @@ class LiteLLM(ChatLLM):
         self.config = config
         self.limiter = limiter
 
+    def warm_up(self) -> None:
+        """Import litellm and its OpenAI client now (seconds of CPU), not inside the first job."""
+        import_litellm()
+        import openai  # noqa: F401 - what litellm's OpenAI-compatible providers call through
+
     def complete(self, messages: list[dict[str, str]]) -> str:
         self._wait_for_rate_limit(messages)
         litellm = import_litellm()
