@@ -13,5 +13,7 @@ RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorc
  && pip install --no-cache-dir ".[weaviate]"
 RUN useradd --create-home engram && mkdir -p /data && chown engram /data
 USER engram
+# Export the embedder's ONNX graph into the image once, instead of in every container's first process.
+RUN python -c "from engram.embedding.onnx import OnnxConfig, OnnxEmbedder; OnnxEmbedder(OnnxConfig()).warm_up()"
 EXPOSE 8000
 CMD ["uvicorn", "--factory", "api.main:create_app", "--host", "0.0.0.0", "--port", "8000"]

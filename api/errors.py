@@ -10,6 +10,7 @@ import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.ratelimit import RequestRateLimited
 from engram.errors import ImmutableMemoryError, NotFoundError, ScopeBusy, TransientError
@@ -82,6 +83,13 @@ def install(app: FastAPI) -> None:
         log.warning("transient failure: %s", exc)
         retry = str(int(exc.retry_after_seconds)) if exc.retry_after_seconds else RETRY_AFTER_SECONDS
         return _error(503, "a backing store is unavailable; retry shortly", {"Retry-After": retry})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Raised by handlers and dependencies (401, 400 ...): the same body shape as every other error.
+        if isinstance(exc.detail, str):
+            return _error(exc.status_code, exc.detail, dict(exc.headers or {}))
+        return JSONResponse({"error": "request refused", "detail": exc.detail}, exc.status_code, exc.headers)
 
     @app.exception_handler(RequestRateLimited)
     async def _too_many(_: Request, exc: RequestRateLimited) -> JSONResponse:

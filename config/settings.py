@@ -105,6 +105,13 @@ class GraphStoreSettings(BaseModel):
     dedupe_threshold: float = Field(0.9, gt=0, le=1, description="Cosine of entity names at/above which they merge")
     search_threshold: float = Field(0.7, gt=0, le=1, description="Cosine a query entity needs to match a stored one")
     search_limit: int = Field(100, gt=0, description="Relations returned with a search, at most")
+    branch_deadline_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="A job's graph branch still PENDING this long after it opened is marked FAILED by the sweeper, "
+        "so the job ends (SUCCEEDED, its memories stored) although no graph worker finished it. A graph write "
+        "arriving later is still applied; the job's end does not change",
+    )
 
     @field_validator("provider", mode="before")
     @classmethod
@@ -205,7 +212,7 @@ class WebhookSettings(BaseModel):
         description="Delay before each retry (its length is the number of retries); then the delivery FAILS",
     )
     jitter: float = Field(0.2, ge=0, lt=1, description="Each delay is scaled by a random factor in [1-j, 1+j]")
-    timeout_seconds: float = Field(10.0, gt=0, description="Per attempt: connect and read; a 2xx must come within it")
+    timeout_seconds: float = Field(10.0, gt=0, description="One budget per attempt, connect to answer: 2xx within it")
     max_retry_after_seconds: float = Field(86_400, gt=0, description="A receiver's Retry-After is honoured up to this")
     allow_private_targets: bool = Field(
         False, description="Let webhooks reach private, loopback and link-local addresses (SSRF risk)"

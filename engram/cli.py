@@ -200,16 +200,33 @@ def job(event_id: str, api: ApiOption = DEFAULT_API, api_key: KeyOption = None) 
 
 @app.command()
 def providers() -> None:
-    """List the LLM, embedder, vector store and graph store providers installed."""
+    """List the LLM, embedder, vector store and graph store providers installed; * marks the selected ones."""
+    from config.settings import get_settings
     from engram import plugins
 
-    table = Table(title="providers")
-    for column in ("kind", "name", "source", "target"):
-        table.add_column(column)
+    settings = get_settings()
+    selected = {
+        "llm": settings.llm.provider,
+        "embedder": settings.embedder.provider,
+        "vector_store": settings.vector_store.provider,
+        "graph_store": settings.graph_store.provider,
+    }
+    table = Table(title="providers (* selected)")
+    for column in ("kind", "name", "selected", "source", "target"):
+        table.add_column(column, no_wrap=True)
+    missing = []
     for kind in plugins.GROUPS:
-        for info in plugins.available(kind).values():
-            table.add_row(kind, info.name, "built-in" if info.builtin else "plugin", info.target)
-    console.print(table)
+        found = plugins.available(kind)
+        for info in found.values():
+            mark = "*" if info.name == selected[kind] else ""
+            table.add_row(kind, info.name, mark, "built-in" if info.builtin else "third-party", info.target)
+        if selected[kind] is not None and selected[kind] not in found:
+            missing.append(f"{kind} provider {selected[kind]!r} is selected but not installed")
+    console.print(table, soft_wrap=True)
+    for line in missing:
+        console.print(f"[red]{line}[/red]")
+    if missing:
+        raise typer.Exit(1)
 
 
 def _container() -> Any:
@@ -278,9 +295,25 @@ def projects_list() -> None:
 def projects_configure(
     project: str,
     custom_instructions: Annotated[str | None, typer.Option(help="Extra fact-extraction instructions")] = None,
+    fact_extraction_prompt: Annotated[
+        str | None, typer.Option(help="Replaces the fact-extraction prompt for this project ('' clears it)")
+    ] = None,
+    update_memory_prompt: Annotated[
+        str | None, typer.Option(help="Replaces the memory-update prompt for this project ('' clears it)")
+    ] = None,
 ) -> None:
-    """Per-project custom instructions for fact extraction (Mem0's custom_instructions)."""
-    _container().tenancy.configure_project(project, custom_instructions=custom_instructions)
+    """Per-project extraction settings: Mem0's custom_instructions, custom_fact_extraction_prompt and
+    custom_update_memory_prompt (used in preference to the settings-level prompts)."""
+    try:
+        _container().tenancy.configure_project(
+            project,
+            custom_instructions=custom_instructions,
+            custom_fact_extraction_prompt=fact_extraction_prompt,
+            custom_update_memory_prompt=update_memory_prompt,
+        )
+    except LookupError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
     console.print("configured")
 
 
@@ -317,12 +350,20 @@ def keys_revoke(key_id: str) -> None:
 
 @app.command("export")
 def export_project(project: Annotated[str, typer.Option()], file: Path) -> None:
-    """Back up a project's memories with ids, metadata, history, timestamps and vectors (JSON Lines)."""
+    """Back up a project: memories (ids, metadata, timestamps, vectors), every history row (deleted
+    memories' too) and the feedback, as JSON Lines. API keys and webhook secrets are not exported."""
     from engram.export import write_export
 
+    c = _container()
+    if c.tenancy.project(project) is None:
+        console.print(f"[red]project {project} not found[/red]")
+        raise typer.Exit(1)
     with file.open("w") as out:
-        count = write_export(_container(), project, out)
-    console.print(f"exported {count} memories to {file}")
+        done = write_export(c, project, out)
+    console.print(
+        f"exported {len(done.memories)} memories, {len(done.history)} history rows of deleted memories "
+        f"and {len(done.feedback)} feedback rows to {file}"
+    )
 
 
 @app.command("import")
@@ -330,12 +371,17 @@ def import_project(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
     project: Annotated[str | None, typer.Option(help="Target project (default: the exported one)")] = None,
 ) -> None:
-    """Restore an export into this deployment (creating the project if it is missing)."""
-    from engram.export import import_documents, read_export
+    """Restore an export into this deployment (creating the project if it is missing). Safe to re-run."""
+    from engram.export import import_documents, import_rest, read_export
 
     c = _container()
-    with file.open() as lines:
-        head, docs = read_export(lines)
+    try:
+        with file.open() as lines:
+            export = read_export(lines)
+    except ValueError as exc:  # json.JSONDecodeError included
+        console.print(f"[red]{file}: {exc}[/red]")
+        raise typer.Exit(1) from exc
+    head, docs = export.head, export.memories
     target = project or head["project_id"]
     if c.tenancy.project(target) is None:
         target = _recreate_project(c, head, target)
@@ -344,11 +390,16 @@ def import_project(
         for start in range(0, len(docs), 500):
             import_documents(c, target, head, docs[start : start + 500])
             progress.advance(task, len(docs[start : start + 500]))
-    console.print(f"imported {len(docs)} memories into {target}")
+    import_rest(c, target, export)
+    console.print(
+        f"imported {len(docs)} memories, {len(export.history)} history rows of deleted memories "
+        f"and {len(export.feedback)} feedback rows into {target}"
+    )
 
 
 def _recreate_project(c: Any, head: dict[str, Any], project_id: str) -> str:
-    """Recreate the exported project under its own id, so its memories keep their project."""
+    """Recreate the exported project under its own id (and settings), so its memories keep their project."""
+    from engram.export import PROJECT_SETTINGS  # version 1 files have no project_settings
     from engram.sql import tables
     from engram.sql.jobs import utcnow
 
@@ -362,11 +413,14 @@ def _recreate_project(c: Any, head: dict[str, Any], project_id: str) -> str:
                 )
             conn.execute(
                 tables.projects.insert().values(
-                    id=project_id, org_id=org_id, name=head.get("project_name") or project_id, created_at=utcnow()
+                    id=project_id,
+                    org_id=org_id,
+                    name=head.get("project_name") or project_id,
+                    created_at=utcnow(),
+                    **{k: v for k, v in (head.get("project_settings") or {}).items() if k in PROJECT_SETTINGS},
                 )
             )
     return project_id
-
 
 
 webhooks_app = typer.Typer(help="Webhook deliveries.", no_args_is_help=True)

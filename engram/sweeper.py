@@ -9,6 +9,11 @@ deliveries that are early or already done.
 Several sweepers may run at once: each job is claimed with one conditional UPDATE (``updated_at``
 still older than the deadline), which only one of them wins; the claim also moves ``updated_at`` so
 the job is not swept again before another full deadline has passed.
+
+The sweeper also enforces the graph branch's deadline (``expire_graph_branches``). It is the one
+component that runs whatever else is down, looks at every open job, and already takes its
+decisions from SQL with one conditional UPDATE per job; a countdown task sent at the fork would be
+lost with its worker or with Redis, and the graph worker, the one that is missing, cannot do it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from sqlalchemy import Engine, select, update
 
 from config.settings import PipelineSettings
 from engram.sql import tables
+from engram.sql.branches import BranchStore, deadline_reason
 from engram.sql.jobs import _aware
 from engram.sql.retry import retrying
 from schemas.jobs import JobStatus, Stage
@@ -52,6 +58,8 @@ class StuckJob:
         return NEXT_STEP[self.stage]
 
 
+# Hands on a job whose graph branch the deadline ended (its notify, if reconcile is done), by id.
+Expired = Callable[[str], None]
 # Sends what a stuck job needs next; returns what it sent (for the report), e.g. "extract".
 Resume = Callable[[StuckJob], str]
 # Whether the job's message may still be waiting in its queue behind a backlog (then it is not lost).
@@ -64,6 +72,7 @@ class SweepReport:
     resent: Counter[str] = field(default_factory=Counter)
     taken_by_another: int = 0
     waiting: int = 0  # behind a backlog in their queue: left alone
+    graph_expired: int = 0  # graph branches failed by their deadline (their jobs handed on to notify)
 
     @property
     def total(self) -> int:
@@ -154,3 +163,35 @@ def sweep(
                  "%d taken by another sweeper or progressed",
                  report.found, report.total, dict(report.resent), report.waiting, report.taken_by_another)
     return report
+
+
+def expire_graph_branches(
+    engine: Engine,
+    deadline_seconds: float,
+    on_expired: Expired,
+    *,
+    limit: int,
+    now: datetime | None = None,
+) -> int:
+    """Fail the graph branches of open jobs still PENDING ``deadline_seconds`` after they opened; hand
+    each job on. Returns how many were failed.
+
+    Notify waits for both branches, so without this a graph worker that is down (or a graph message
+    that was lost) keeps jobs RUNNING for ever, and async adds, webhooks and the sweeper's re-sends of
+    the graph message with them. The memories are stored by then: the job SUCCEEDS, showing
+    ``graph_status`` FAILED and why. A graph task that arrives later still applies its write (see
+    ``BranchStore.finish``). A failed ``on_expired`` (broker down) ends the pass with its error; the
+    job's notify is then sent by the stuck-job sweep, which finds the branch ended.
+    """
+    now = now or datetime.now(UTC)
+    opened_before = now - timedelta(seconds=deadline_seconds)
+    reason = deadline_reason(deadline_seconds)
+    branches = BranchStore(engine)
+    expired = 0
+    for job_id in branches.overdue(opened_before, limit):
+        if not branches.expire(job_id, opened_before, reason):
+            continue  # the graph stage ended meanwhile, or another sweeper took it
+        expired += 1
+        log.warning("job %s: graph branch FAILED: %s; the job ends without it", job_id, reason)
+        on_expired(job_id)
+    return expired

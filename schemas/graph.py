@@ -193,10 +193,25 @@ class RelationPublic(BaseModel):
 
 
 class RelationEvents(BaseModel):
-    """What a job changed in the graph."""
+    """What a job changed in the graph (``GET /v1/event/{id}/`` and its stream)."""
 
     added: list[RelationPublic] = []
     deleted: list[RelationPublic] = []
+
+
+class AddRelations(BaseModel):
+    """The same changes as Mem0's add response names them: ``{"results": [...], "relations": {...}}``.
+
+    Items are ``{source, relationship, destination}`` as everywhere else here (Mem0's own add lists
+    ``target``, its search ``destination``).
+    """
+
+    added_entities: list[RelationPublic] = []
+    deleted_entities: list[RelationPublic] = []
+
+    @classmethod
+    def of(cls, events: RelationEvents) -> AddRelations:
+        return cls(added_entities=events.added, deleted_entities=events.deleted)
 
 
 class GraphEntityPublic(BaseModel):

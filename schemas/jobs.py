@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from schemas.graph import RelationEvents
+from schemas.graph import AddRelations, RelationEvents
 
 
 class JobStatus(StrEnum):
@@ -63,11 +63,22 @@ class AddAccepted(BaseModel):
 
 
 class AddCompleted(BaseModel):
-    """Response to ``async_mode=false``: the job ran to its end."""
+    """Response to ``async_mode=false``: the job ran to its end.
+
+    With graph memory on for the job, Mem0's ``relations`` too, and how the graph branch ended (the
+    three are left out of the response for a job without graph memory).
+    """
 
     results: list[MemoryEvent]
     event_id: str
     status: str
+    relations: AddRelations | None = Field(None, description="What the job changed in the graph (Mem0's shape)")
+    graph_status: GraphState | None = Field(None, description="How the job's graph branch ended")
+    graph_error: str | None = Field(None, description="Why the graph branch failed (the memories are stored)")
+
+
+# AddCompleted's fields that only a job with graph memory has.
+GRAPH_FIELDS = frozenset({"relations", "graph_status", "graph_error"})
 
 
 class JobPublic(BaseModel):
@@ -85,5 +96,8 @@ class JobPublic(BaseModel):
     finished_at: datetime | None = None
     request: dict[str, Any] | None = None
     graph_status: GraphState | None = Field(None, description="The job's graph branch; absent without graph memory")
-    graph_error: str | None = Field(None, description="Why the graph branch failed (the memories are stored)")
+    graph_error: str | None = Field(
+        None, description="Why the graph branch failed (the memories are stored); kept, with a note, when a graph "
+        "write that missed the deadline was applied later"
+    )
     relations: RelationEvents | None = Field(None, description="Relations the job added to / deleted from the graph")

@@ -58,6 +58,7 @@ class StubCall:
     mode: str
     at: float = field(default_factory=time.monotonic)
     finished: float | None = None  # when the answer was sent (or the client gave up)
+    interrupted: bool = False  # stop() cut a slow answer short
 
 
 def parse_conversation(text: str) -> list[Message]:
@@ -165,10 +166,10 @@ class _Handler(BaseHTTPRequestHandler):
         stub._record(call)
         # A client that gave up (a timeout test) closed the connection: nothing to answer.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            self._answer(stub, path, body, mode, seconds)
+            self._answer(stub, path, body, mode, seconds, call)
         call.finished = time.monotonic()
 
-    def _answer(self, stub: LLMStub, path: str, body: Any, mode: str, seconds: float | None) -> None:
+    def _answer(self, stub: LLMStub, path: str, body: Any, mode: str, seconds: float | None, call: StubCall) -> None:
         if path not in ("/v1/chat/completions", "/v1/embeddings", "/chat/completions", "/embeddings"):
             self._send_json(404, _error("Unknown path " + path, "invalid_request_error", "not_found"))
             return
@@ -177,6 +178,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if mode == "slow":
             if stub._stopping.wait(stub.slow_seconds if seconds is None else seconds):
+                call.interrupted = True
                 return  # stop() while sleeping: drop the connection
         elif mode == "rate_limit":
             retry_after = stub.retry_after if seconds is None else seconds

@@ -65,3 +65,14 @@ def test_api_and_workers_use_weaviate_once_it_is_healthy() -> None:
         assert env["ENGRAM_VECTOR_STORE__WEAVIATE__URL"] == "http://weaviate:8080"
         assert "WEAVIATE_API_KEY" in env["ENGRAM_VECTOR_STORE__WEAVIATE__API_KEY"]
         assert services[name]["depends_on"]["weaviate"] == {"condition": "service_healthy"}
+
+
+def test_every_celery_worker_waits_for_a_healthy_weaviate() -> None:
+    """Each worker process pings the vector store when it starts (workers/celery_app.py) and exits if it
+    cannot: started before Weaviate is ready, it would only crash and restart."""
+    services = compose()["services"]
+    workers = {name for name, service in services.items()
+               if service.get("command", [])[3:4] == ["worker"]}
+    assert {"worker-llm", "worker", "graph-0", "webhooks"} <= workers
+    for name in sorted(workers):
+        assert services[name]["depends_on"].get("weaviate") == {"condition": "service_healthy"}, name

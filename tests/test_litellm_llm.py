@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import socket
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -159,11 +158,10 @@ def test_server_error_is_transient(stub: LLMStub) -> None:
 
 
 def test_slow_answer_beyond_timeout_is_transient(stub: LLMStub) -> None:
-    stub.script(["slow:2"])
-    started = time.monotonic()
+    # The stub would answer (valid facts) after 30 s: only a timeout honoured on our side raises here.
+    stub.script(["slow:30"])
     with pytest.raises(TransientError, match="Timeout"):
         make_llm(stub, timeout_seconds=0.5).extract_facts([user("I live in Paris.")])
-    assert time.monotonic() - started < 1.8
     assert len(stub.requests) == 1
 
 
@@ -223,9 +221,8 @@ def test_stub_stops_cleanly_even_while_a_request_sleeps() -> None:
     port = stub.port
     with pytest.raises(TransientError):
         make_llm(stub, timeout_seconds=0.3).extract_facts([user("I live in Paris.")])
-    started = time.monotonic()
     stub.stop()
-    assert time.monotonic() - started < 2
+    assert stub.calls[0].interrupted  # stop() cut the 30 s sleep short instead of waiting it out
     leftover = [t for t in set(threading.enumerate()) - before if t.is_alive() and not t.name.startswith("litellm")]
     assert leftover == []
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):

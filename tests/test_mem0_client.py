@@ -134,21 +134,84 @@ def test_routes_not_served_yet_answer_501(client: MemoryClient) -> None:
         client.get_summary(filters={"user_id": "x"})
 
 
+async def export_when_done(aclient: AsyncMemoryClient, export_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    export = await aclient.get_memory_export(memory_export_id=export_id)
+    while export["status"] == "PENDING" and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        export = await aclient.get_memory_export(memory_export_id=export_id)
+    return export  # type: ignore[no-any-return]
+
+
 def test_async_client(stack: Stack) -> None:
+    """Every method the sync tests call, through ``AsyncMemoryClient``, checking what it parses."""
+
+    async def settled(response: dict[str, Any]) -> dict[str, Any]:
+        return await asyncio.to_thread(settle, stack, response)
+
     async def scenario() -> None:
         async with AsyncMemoryClient(api_key=stack.api_key, host=stack.base_url) as aclient:
-            added = await aclient.add("I teach chemistry.", filters={"user_id": "async-1"})
-            job = await asyncio.to_thread(stack.wait_job, added["event_id"])
-            assert [r["memory"] for r in job["results"]] == ["Teaches chemistry"]
-            memory_id = job["results"][0]["id"]
-            found = await aclient.search("what is her job", filters={"user_id": "async-1"})
-            assert found["results"][0]["id"] == memory_id
-            assert (await aclient.get_all(filters={"user_id": "async-1"}))["count"] == 1
-            await aclient.update(memory_id, text="Teaches physics")
-            assert (await aclient.get(memory_id))["memory"] == "Teaches physics"
-            assert len(await aclient.history(memory_id)) == 2
-            await aclient.delete(memory_id)
+            assert aclient.org_id and aclient.project_id.startswith("proj_")
+            job = await settled(
+                await aclient.add("I teach chemistry. I live in Lund.", filters={"user_id": "async-1"},
+                                  metadata={"src": "async"})
+            )
+            assert job["status"] == "SUCCEEDED"
+            ids = {r["memory"]: r["id"] for r in job["results"]}
+            assert sorted(ids) == ["Lives in Lund", "Teaches chemistry"]
+            teaches = ids["Teaches chemistry"]
+            found = await aclient.search("what is her job", filters={"user_id": "async-1"}, top_k=1)
+            assert [(m["id"], m["metadata"]) for m in found["results"]] == [(teaches, {"src": "async"})]
+            page = await aclient.get_all(filters={"user_id": "async-1"}, page=1, page_size=1)
+            assert page["count"] == 2 and len(page["results"]) == 1 and page["next"] and page["previous"] is None
+            one = await aclient.get(teaches)
+            assert (one["id"], one["memory"], one["user_id"]) == (teaches, "Teaches chemistry", "async-1")
+
+            await aclient.update(teaches, text="Teaches physics", metadata={"checked": True})
+            assert (await aclient.get(teaches))["memory"] == "Teaches physics"
+            assert [h["event"] for h in await aclient.history(teaches)] == ["ADD", "UPDATE"]
+            assert "deleted" in (await aclient.delete(teaches))["message"]
+            with pytest.raises(Exception, match="not found"):
+                await aclient.get(teaches)
+            assert [h["event"] for h in await aclient.history(teaches)] == ["ADD", "UPDATE", "DELETE"]
+
+            job = await settled(await aclient.add("I play the oboe. I collect stamps.", filters={"user_id": "async-b"}))
+            both = [r["id"] for r in job["results"]]
+            updated = await aclient.batch_update(
+                [{"memory_id": both[0], "text": "Plays the bassoon"}, {"memory_id": both[1], "metadata": {"k": 1}}]
+            )
+            assert "2" in updated["message"]
+            assert (await aclient.get(both[0]))["memory"] == "Plays the bassoon"
+            assert (await aclient.get(both[1]))["metadata"] == {"k": 1}
+            given = await aclient.feedback(both[0], feedback="NEGATIVE", feedback_reason="wrong instrument")
+            assert (given["memory_id"], given["feedback"], given["feedback_reason"]) == (
+                both[0], "NEGATIVE", "wrong instrument"
+            )
+            created = await aclient.create_memory_export(schema='{"type": "object"}', filters={"user_id": "async-b"})
+            assert created["status"] == "PENDING" and created["id"]
+            export = await export_when_done(aclient, created["id"])
+            assert export["status"] == "SUCCEEDED" and export["count"] == 2
+            assert sorted(m["memory"] for m in export["memories"]) == ["Collects stamps", "Plays the bassoon"]
+            assert [(f["memory_id"], f["feedback"]) for f in export["feedback"]] == [(both[0], "NEGATIVE")]
+            assert "2" in (await aclient.batch_delete([{"memory_id": i} for i in both]))["message"]
+            assert (await aclient.get_all(filters={"user_id": "async-b"}))["count"] == 0
+
+            await settled(await aclient.add("I like jazz.", filters={"user_id": "async-ent", "agent_id": "async-dj"}))
+            await settled(await aclient.add("I like opera.", filters={"user_id": "async-gone"}))
+            kinds = {(e["type"], e["name"]) for e in (await aclient.users())["results"]}
+            assert {("user", "async-ent"), ("agent", "async-dj"), ("user", "async-gone"), ("user", "async-1")} <= kinds
+            assert "deleted" in (await aclient.delete_all(filters={"user_id": "async-gone"}))["message"]
+            assert (await aclient.get_all(filters={"user_id": "async-gone"}))["count"] == 0
+            assert (await aclient.get_all(filters={"user_id": "async-ent"}))["count"] == 1
+            assert (await aclient.delete_users(agent_id="async-dj"))["message"] == "Entity deleted successfully."
+            assert (await aclient.get_all(filters={"user_id": "async-ent"}))["count"] == 0
+            await settled(await aclient.add("I like techno.", filters={"user_id": "async-last"}))
+            assert "reset" in (await aclient.reset())["message"]
+            assert (await aclient.users())["results"] == []
             assert (await aclient.get_all(filters={"user_id": "async-1"}))["count"] == 0
+
+            with pytest.raises(Exception, match="does not implement memory summaries"):
+                await aclient.get_summary(filters={"user_id": "x"})
 
     asyncio.run(scenario())
 

@@ -96,11 +96,23 @@ def test_another_project_sees_nothing(app_client: tuple[TestClient, Container, s
     # ownership is settled before the body is read: a bad body from another project is still a 404
     assert client.post(f"{BASE}/projects/{project}/", headers=rival, json={"name": 1}).status_code == 404
     assert client.put(f"{BASE}/{hook['webhook_id']}/", headers=rival, json={"is_active": "x"}).status_code == 404
+    now = utcnow()
+    with c.engine.begin() as conn:
+        [(delivery_id, _)] = outbox.write(conn, project, "job-1", outbox.memory_events(
+            [MemoryEvent(id="m1", memory="Lives in Lisbon", event="ADD")], job_id="job-1", project_id=project,
+            scope={"user_id": "u"}, at=now), now)
+    queued = c.webhooks.delivery(delivery_id)
     for method, path in (("GET", ""), ("PUT", ""), ("DELETE", ""), ("POST", "rotate-secret/"), ("GET", "deliveries/"),
-                         ("POST", "replay-failed/")):
+                         ("POST", "replay-failed/"), ("GET", f"deliveries/{delivery_id}/attempts/"),
+                         ("POST", f"deliveries/{delivery_id}/replay/")):
         response = client.request(method, f"{BASE}/{hook['webhook_id']}/{path}", headers=rival, json={})
         assert response.status_code == 404, (method, path, response.text)
+        assert hook["secret"] not in response.text and "Lisbon" not in response.text
+    # nothing the rival sent changed anything: same webhook, same secret, the delivery not replayed
     assert client.get(f"{BASE}/{hook['webhook_id']}/").json()["name"] == "logger"
+    after = c.webhooks.get(hook["webhook_id"])
+    assert after is not None and after.secret == hook["secret"] and after.previous_secret is None
+    assert queued is not None and c.webhooks.delivery(delivery_id) == queued  # not replayed (nor touched)
 
 
 def test_deliveries_attempts_and_replay(app_client: tuple[TestClient, Container, str]) -> None:

@@ -1,4 +1,5 @@
-"""The retry decision table, and ``send_http`` against a real receiver on loopback."""
+"""The retry decision table, and ``send_http`` (alone and through ``deliver`` with a real SQL store)
+against a real receiver on loopback."""
 
 from __future__ import annotations
 
@@ -9,10 +10,14 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
+import sqlalchemy as sa
 
 from config.settings import WebhookSettings
-from engram.webhooks.deliver import SendResult, decide, parse_retry_after, policy_of, send_http
+from engram.webhooks import outbox
+from engram.webhooks.deliver import SendResult, decide, deliver, parse_retry_after, policy_of, send_http
+from engram.webhooks.store import PENDING, WebhookStore
 from engram.webhooks.targets import check
+from schemas.jobs import MemoryEvent
 from tests.webhook_receiver import Answer, Receiver
 
 SETTINGS = WebhookSettings(retry_schedule_seconds=[10, 20, 40], jitter=0.2, max_retry_after_seconds=600,
@@ -115,3 +120,63 @@ def test_retry_after_header_is_read(receiver: Receiver) -> None:
     receiver.answer("/busy", Answer(429, {"retry-after": "7"}))
     result = send_http(target(receiver, "/busy"), {}, b"{}", SETTINGS)
     assert result.status_code == 429 and result.retry_after_seconds == 7
+
+
+# Each byte comes well within the 0.5 s timeout; the whole answer (4 s and more of pauses) does not. Timed
+# per phase (connect, each read), as httpx does, such an answer would count as a 200.
+TRICKLING = {
+    "whole answer": Answer(200, body=b"x" * 40, trickle_seconds=0.1),
+    "body only": Answer(200, body=b"x" * 40, trickle_seconds=0.1, trickle_body_only=True),
+}
+
+
+@pytest.mark.parametrize("answer", TRICKLING.values(), ids=TRICKLING.keys())
+def test_an_answer_trickling_past_the_timeout_is_a_timeout(receiver: Receiver, answer: Answer) -> None:
+    receiver.answer("/trickle", answer)
+    result = send_http(target(receiver, "/trickle"), {}, b"{}", SETTINGS)
+    assert result.status_code is None and "timeout after 0.5s" in (result.error or "") and result.retryable
+    assert len(receiver.received("/trickle")) == 1
+
+
+def test_a_quick_answer_after_a_trickled_one_succeeds(receiver: Receiver) -> None:
+    """The control: the same receiver, the same budget, an answer sent at once is a success."""
+    receiver.answer("/trickle", TRICKLING["body only"], Answer(200, body=b"x" * 40))
+    assert send_http(target(receiver, "/trickle"), {}, b"{}", SETTINGS).status_code is None
+    quick = send_http(target(receiver, "/trickle"), {}, b"{}", SETTINGS)
+    assert quick.status_code == 200 and quick.response_body == "x" * 40
+
+
+def test_a_trickled_answer_is_recorded_as_a_timeout_and_retried(receiver: Receiver, sql_engine: sa.Engine) -> None:
+    store = WebhookStore(sql_engine)
+    hook = store.create("p1", "h", receiver.url("/trickle"), ["memory_add"])
+    now = datetime.now(UTC)
+    events = [MemoryEvent(id="m1", memory="Lives in Lisbon", event="ADD")]
+    with sql_engine.begin() as conn:
+        [(delivery_id, token)] = outbox.write(
+            conn, "p1", "job-1", outbox.memory_events(events, job_id="job-1", project_id="p1", scope={}, at=now), now
+        )
+    receiver.answer("/trickle", TRICKLING["whole answer"])
+    step = deliver(store, SETTINGS, delivery_id, token, rng=RNG)  # the real sender and resolver
+    [attempt] = store.attempts(delivery_id)
+    assert (attempt["outcome"], attempt["status_code"], attempt["response_body"]) == ("retry", None, None)
+    assert attempt["error"].startswith("timeout after 0.5s")
+    delivery = store.delivery(delivery_id)
+    assert delivery is not None and (delivery.status, delivery.attempts) == (PENDING, 1)
+    assert step.expected_attempts == 1 and step.wait_seconds is not None  # retried on the schedule
+    [request] = receiver.received("/trickle")
+    assert request.headers["webhook-id"] == delivery_id and delivery.webhook_id == hook.id
+
+
+def test_proxy_settings_in_the_environment_are_not_used(receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A proxy would connect by name again and undo the address check: the checked address is reached directly."""
+    proxy = Receiver().up()
+    try:
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+            monkeypatch.setenv(name, proxy.url(""))
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        result = send_http(target(receiver, "/direct"), {}, b"{}", SETTINGS)
+    finally:
+        proxy.down()
+    assert result.status_code == 200 and len(receiver.received("/direct")) == 1
+    assert proxy.requests == []

@@ -1,8 +1,9 @@
 """A real HTTP webhook receiver on loopback for tests, scriptable per request.
 
-Each path has a queue of scripted answers (status, headers, body, delay); when it is empty the
-path answers 200. ``down()`` closes the listening socket (senders get connection refused) and
-``up()`` listens again on the same port.
+Each path has a queue of scripted answers (status, headers, body, delay, trickle); when it is empty
+the path answers 200. ``down()`` closes the listening socket (senders get connection refused) and
+``up()`` listens again on the same port. Every request is recorded with the status it was answered
+with, so a test can tell the requests the receiver accepted (2xx) from those it turned away.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b"ok"
     delay_seconds: float = 0.0
+    # Send the answer one byte at a time, this long before each byte (the whole answer, or only its body).
+    trickle_seconds: float = 0.0
+    trickle_body_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,12 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float  # time.monotonic() when it arrived
-    answered: int
+    answered: int  # the status code it was answered with
+    wall: float = 0.0  # time.time() when it arrived: comparable with the timestamps engram stores
+
+    @property
+    def accepted(self) -> bool:
+        return 200 <= self.answered < 300
 
 
 class Receiver:
@@ -63,16 +72,26 @@ class Receiver:
                     answer = queue.popleft() if queue else Answer()
                     receiver.requests.append(
                         Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body,
-                                 time.monotonic(), answer.status)
+                                 time.monotonic(), answer.status, time.time())
                     )
                 if answer.delay_seconds:
                     time.sleep(answer.delay_seconds)
-                self.send_response(answer.status)
-                for name, value in answer.headers.items():
-                    self.send_header(name, value)
-                self.send_header("content-length", str(len(answer.body)))
-                self.end_headers()
-                self.wfile.write(answer.body)
+                head = [f"HTTP/1.1 {answer.status} {self.responses.get(answer.status, ('',))[0]}",
+                        *(f"{name}: {value}" for name, value in answer.headers.items()),
+                        f"content-length: {len(answer.body)}", "connection: close"]
+                raw_head = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+                self.close_connection = True
+                try:
+                    if not answer.trickle_seconds:
+                        self.wfile.write(raw_head + answer.body)
+                        return
+                    if answer.trickle_body_only:
+                        self.wfile.write(raw_head)
+                    for byte in (answer.body if answer.trickle_body_only else raw_head + answer.body):
+                        time.sleep(answer.trickle_seconds)
+                        self.wfile.write(bytes([byte]))
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the sender gave up (a timeout): what a trickling receiver expects
 
             def log_message(self, *_: Any) -> None:
                 pass

@@ -3,7 +3,8 @@
 No chords (DESIGN.md #8): each branch records its end in SQL, and whichever ends second sends
 notify, decided by one conditional UPDATE (``BranchStore.claim_notify``). A redelivered branch
 whose work was already done sends notify again if the job is still open: the claimant may have
-died between claiming and sending, and a duplicate notify is a no-op.
+died between claiming and sending, and a duplicate notify is a no-op. A graph branch that no graph
+worker ends in time is ended by the sweeper at its deadline, which then joins in the same way.
 """
 
 from __future__ import annotations

@@ -18,10 +18,8 @@ def export_work(export_id: str) -> None:
     request = row["request"]
     ids = ScopeFields.model_validate(request)
     where = memories.build_where(request.get("filters"), ids)
-    documents = list(export.iter_export(c, row["project_id"], where, with_vectors=False))
-    c.exports.finish(
-        export_id, result={"schema": request.get("schema"), "count": len(documents), "memories": documents}
-    )
+    produced = export.collect(c, row["project_id"], where, with_vectors=False)
+    c.exports.finish(export_id, result={"schema": request.get("schema"), **produced.result()})
 
 
 @app.task(bind=True, name="engram.export", max_retries=3, default_retry_delay=5)

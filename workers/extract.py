@@ -19,7 +19,7 @@ def extract_work(c: Container, job: Job) -> dict[str, Any]:
     request = MemoryCreate.model_validate(job.request)
     project = c.tenancy.project(job.project_id) or {}
     prompt = extraction_prompt(
-        c.settings.pipeline.custom_fact_extraction_prompt,
+        project.get("custom_fact_extraction_prompt") or c.settings.pipeline.custom_fact_extraction_prompt,
         request.custom_instructions or project.get("custom_instructions"),
     )
     facts = extract_facts(request.messages, c.llm, infer=request.infer, custom_prompt=prompt)

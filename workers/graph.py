@@ -59,7 +59,8 @@ def graph_work(c: Container, store: GraphStore, job: Job) -> dict[str, list[dict
 def _end(c: Container, job: Job, state: GraphState, error: str | None = None, events: Any = None) -> None:
     if error:
         log.warning("job %s: graph branch %s: %s", job.id, state, error)
-    BranchStore(c.engine).finish(job.id, job.project_id, state, error=error, events=events)
+    if not BranchStore(c.engine).finish(job.id, job.project_id, state, error=error, events=events):
+        log.info("job %s: graph branch had already ended (its deadline?); %s not recorded", job.id, state)
     join_notify(c, job, False)
 
 
@@ -72,12 +73,16 @@ def graph_ingest(self: Task, job_id: str, shard: int) -> None:
     if branch is None or job is None:
         log.error("job %s not found; graph message dropped", job_id)
         return
-    if not branch.open:
+    # A branch the deadline failed (the graph worker was down or slow) still gets its graph write when its
+    # message comes after all: the graph then holds what the conversation said, and search finds it. Only
+    # the branch's record changes (FAILED to DONE, with its relations); the job's status, results and the
+    # notifications sent when it ended stay as they were (BranchStore.finish).
+    if not branch.open and not branch.expired:
         if branch.state is not None:
             join_notify(c, job, True)  # a redelivery of a branch that already ended
         return
     if branch.status is JobStatus.FAILED:
-        _end(c, job, "SKIPPED", "the job failed before its graph stage ran")
+        _end(c, job, "SKIPPED", "the job failed before its graph stage ran")  # a no-op on an expired branch
         return
     p = c.settings.pipeline
     attempt = branches.start_attempt(job_id)

@@ -1,6 +1,7 @@
 """Task: the job's last stage: mark it SUCCEEDED (its per-memory events are already recorded).
 
-A graph failure does not fail the job: its memories are stored; the job shows ``graph_error``.
+A graph failure does not fail the job: its memories are stored; the job shows ``graph_error``. Nor
+does a graph worker that never answers: the sweeper fails the branch at its deadline.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ log = logging.getLogger(__name__)
 
 def notify_work(c: Container, job: Job) -> dict[str, Any]:
     # Webhooks (issue #5): job_succeeded is written before the job ends and sent after it has.
-    deliveries = webhooks.job_event_outbox(c, job.id, JobStatus.SUCCEEDED)
+    outcome = BranchStore(c.engine).outcome(job.id)  # with graph memory, its relations go in the body too
+    graph = outcome.add_fields() if outcome else None
+    deliveries = webhooks.job_event_outbox(c, job.id, JobStatus.SUCCEEDED, graph=graph)
     c.jobs.finish(job.id, JobStatus.SUCCEEDED)
     metrics.JOBS_FINISHED.labels("SUCCEEDED").inc()
     webhooks.enqueue(deliveries)

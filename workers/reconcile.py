@@ -37,7 +37,8 @@ def reconcile_work(c: Container, job: Job) -> dict[str, Any]:
             infer=request.infer,
             k=c.settings.pipeline.similar_memories_k,
             roles=None if request.infer else [m.role for m in raw_memories(request.messages)],
-            custom_prompt=c.settings.pipeline.custom_update_memory_prompt,
+            custom_prompt=project.get("custom_update_memory_prompt")
+            or c.settings.pipeline.custom_update_memory_prompt,
             options=options,
         )
         # Persisted before any write: a redelivery re-applies this plan instead of deciding anew.

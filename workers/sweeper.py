@@ -50,7 +50,8 @@ def resume(c: Container, stuck: StuckJob) -> str:
         fork_branches(c, job, True)  # opens the graph branch if it never was; sends reconcile (+ graph)
         return "reconcile"
     branch = BranchStore(c.engine).get(job.id)
-    if branch is not None and branch.open:  # reconcile is done; the graph stage's message was lost
+    # Reconcile is done; the graph stage's message was lost. Re-sent until the branch's deadline fails it.
+    if branch is not None and branch.open:
         shard = shard_for(scope_of(job), c.settings.graph_store.shards)
         app.send_task(GRAPH_INGEST_TASK, kwargs={"job_id": job.id, "shard": shard}, priority=WRITE_PRIORITY)
         return "graph"
@@ -110,12 +111,29 @@ def _job_of(message: Any) -> str | None:
     return match.group(0) if match else None
 
 
+def hand_on_expired(c: Container, job_id: str) -> None:
+    """A graph branch ended by its deadline: notify, if reconcile is done (else reconcile's join sends it)."""
+    job = c.jobs.get(job_id)
+    if job is not None:
+        join_notify(c, job, False)
+
+
 def sweep_once(c: Container) -> SweepReport:
+    # Deadlines first: a job whose graph branch expires here is handed on now, not re-sent below.
+    expired = sweeper.expire_graph_branches(
+        c.engine,
+        c.settings.graph_store.branch_deadline_seconds,
+        lambda job_id: hand_on_expired(c, job_id),
+        limit=c.settings.pipeline.sweep_batch_size,
+    )
     heads = QueueHeads(c)
-    return sweeper.sweep(c.engine, c.settings.pipeline, lambda stuck: resume(c, stuck), waiting=heads.waiting)
+    report = sweeper.sweep(c.engine, c.settings.pipeline, lambda stuck: resume(c, stuck), waiting=heads.waiting)
+    report.graph_expired = expired
+    return report
 
 
 @app.task(name=SWEEP_TASK)
 def sweep_task() -> int:
-    """One sweep; returns how many jobs were sent on again."""
-    return sweep_once(runtime.container()).total
+    """One sweep; returns how many jobs were sent on again (graph branches ended by their deadline too)."""
+    report = sweep_once(runtime.container())
+    return report.total + report.graph_expired

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -51,16 +52,19 @@ def memory_events_outbox(conn: object, job: Job, events: list[MemoryEvent]) -> l
     return outbox.write(conn, job.project_id, job.id, items, now)
 
 
-def job_event_outbox(c: Container, job_id: str, status: JobStatus, error: str | None = None) -> list[Queued]:
+def job_event_outbox(
+    c: Container, job_id: str, status: JobStatus, error: str | None = None, graph: dict[str, Any] | None = None
+) -> list[Queued]:
     """The job_succeeded / job_failed row, written before the job is marked terminal (a crash in between
-    re-runs the stage, which writes nothing new); the caller enqueues it once the job has ended."""
+    re-runs the stage, which writes nothing new); the caller enqueues it once the job has ended. ``graph``:
+    the job's graph outcome (relations, graph_status), for a job with graph memory."""
     job = c.jobs.get(job_id)
     if job is None:
         return []
     now = utcnow()
     body = job_body(
         status.value, job_id=job.id, project_id=job.project_id, scope=scope_of(job.request), at=now, error=error,
-        results=c.jobs.events(job.id), created_at=job.created_at, started_at=job.started_at,
+        results=c.jobs.events(job.id), created_at=job.created_at, started_at=job.started_at, graph=graph,
     )
     event_type = JOB_EVENT_TYPES[status.value]
     with c.engine.begin() as conn:

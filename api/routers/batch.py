@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException, status
 
 from api.deps import ContainerDep, ProjectDep
 from api.routers.memories import ERRORS
 from engram import memories
-from engram.ingest import LimitExceeded
 from schemas.memories import BatchDelete, BatchUpdate
 
 router = APIRouter(prefix="/v1/batch", tags=["batch"])
@@ -16,8 +15,8 @@ MAX_BATCH = 1000
 
 def _check_size(count: int) -> None:
     if count > MAX_BATCH:
-        # Issue #8: a limit, answered like every other limit (413 with the message), not a bad filter (400).
-        raise LimitExceeded(f"{count} memories in one batch; at most {MAX_BATCH}")
+        # Mem0's contract (issue 3): "up to 1000 memories; more → 400".
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"{count} memories in one batch; at most {MAX_BATCH}")
 
 
 @router.put("/", responses=ERRORS)

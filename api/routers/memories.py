@@ -17,7 +17,8 @@ from engram import ingest, memories
 from engram.filters import FilterError, scope_ids
 from engram.filters import parse as parse_filters
 from engram.graph.query import clear_scope, relations_for_search
-from schemas.jobs import AddAccepted, AddCompleted, JobStatus
+from engram.sql.branches import BranchStore
+from schemas.jobs import GRAPH_FIELDS, AddAccepted, AddCompleted, JobStatus
 from schemas.memories import (
     Deleted,
     HistoryEntry,
@@ -65,8 +66,13 @@ async def add_memories(
             if job.status is JobStatus.FAILED:
                 return JSONResponse({"error": job.error, "event_id": job_id, "status": job.status.value}, 422)
             events = await run_in_threadpool(c.jobs.events, job_id)
-            completed = AddCompleted(results=events, event_id=job_id, status=job.status.value)
-            return JSONResponse(completed.model_dump(mode="json"), 200)
+            # Mem0's add response with graph memory: "relations" beside "results" (the branch has ended).
+            graph = await run_in_threadpool(BranchStore(c.engine).outcome, job_id)
+            completed = AddCompleted(
+                results=events, event_id=job_id, status=job.status.value, **(graph.add_fields() if graph else {})
+            )
+            answer = completed.model_dump(mode="json", exclude=set(GRAPH_FIELDS) if graph is None else None)
+            return JSONResponse(answer, 200)
         await asyncio.sleep(SYNC_POLL_SECONDS)
     return AddAccepted(message="Still processing; poll the event", event_id=job_id)
 

@@ -1,14 +1,22 @@
-"""``ExportStore``: memory exports requested through the API, produced by a worker."""
+"""``ExportStore``: memory exports requested through the API, produced by a worker; and the history
+rows an export carries (all of a project's, deleted memories' included) and their restore."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, select, update
 
 from engram.sql import tables
-from engram.sql.jobs import utcnow
+from engram.sql.engine import insert_ignore
+from engram.sql.jobs import _aware, utcnow
+from schemas.memories import HistoryEntry
+
+# History rows per INSERT statement when restoring.
+RESTORE_CHUNK_ROWS = 1000
 
 
 class ExportStore:
@@ -46,3 +54,52 @@ class ExportStore:
         with self.engine.connect() as conn:
             row = conn.execute(query).mappings().first()
         return dict(row) if row else None
+
+    def project_history(self, project_id: str) -> list[HistoryEntry]:
+        """Every history row of the project, of live and deleted memories alike, by memory then time."""
+        h = tables.memory_history
+        query = select(h).where(h.c.project_id == project_id).order_by(h.c.memory_id, h.c.created_at, h.c.id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [
+            HistoryEntry(
+                id=r["id"],
+                memory_id=r["memory_id"],
+                old_memory=r["old_memory"],
+                new_memory=r["new_memory"],
+                event=r["event"],
+                created_at=_aware(r["created_at"]),  # type: ignore[arg-type]
+                updated_at=_aware(r["updated_at"]),
+                is_deleted=r["is_deleted"],
+                actor_id=r["actor_id"],
+                role=r["role"],
+                job_id=r["job_id"],
+            )
+            for r in rows
+        ]
+
+    def restore_history(self, project_id: str, rows: Iterable[dict[str, Any]]) -> None:
+        """History rows as exported (``HistoryEntry`` in JSON), every field and time kept; existing ids skipped."""
+        values = []
+        for r in rows:
+            created_at = datetime.fromisoformat(r["created_at"])
+            values.append(
+                {
+                    "id": r["id"],
+                    "project_id": project_id,
+                    "memory_id": r["memory_id"],
+                    "old_memory": r.get("old_memory"),
+                    "new_memory": r.get("new_memory"),
+                    "event": r["event"],
+                    "created_at": created_at,
+                    "updated_at": datetime.fromisoformat(r["updated_at"]) if r.get("updated_at") else created_at,
+                    "is_deleted": bool(r.get("is_deleted", r["event"] == "DELETE")),
+                    "actor_id": r.get("actor_id"),
+                    "role": r.get("role"),
+                    "job_id": r.get("job_id"),
+                }
+            )
+        statement = insert_ignore(self.engine, tables.memory_history)
+        with self.engine.begin() as conn:
+            for start in range(0, len(values), RESTORE_CHUNK_ROWS):
+                conn.execute(statement, values[start : start + RESTORE_CHUNK_ROWS])

@@ -97,6 +97,9 @@ projects = Table(
     Column("custom_instructions", Text),
     Column("custom_categories", JSON),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Mem0's custom prompts, per project (migration 0006); each replaces the settings-level one.
+    Column("custom_fact_extraction_prompt", Text),
+    Column("custom_update_memory_prompt", Text),
 )
 
 api_keys = Table(

@@ -119,16 +119,33 @@ class TenancyStore:
         return dict(row) if row else None
 
     def configure_project(
-        self, project_id: str, *, custom_instructions: str | None = None, custom_categories: Any = None
+        self,
+        project_id: str,
+        *,
+        custom_instructions: str | None = None,
+        custom_categories: Any = None,
+        custom_fact_extraction_prompt: str | None = None,
+        custom_update_memory_prompt: str | None = None,
     ) -> None:
-        values: dict[str, Any] = {}
-        if custom_instructions is not None:
-            values["custom_instructions"] = custom_instructions or None
-        if custom_categories is not None:
-            values["custom_categories"] = custom_categories or None
+        """Set the project's extraction settings; ``None`` leaves one as it is, an empty value clears it.
+
+        The prompts are Mem0's ``custom_fact_extraction_prompt`` / ``custom_update_memory_prompt``: the
+        pipeline uses the project's in preference to the settings-level ones.
+        """
+        given = {
+            "custom_instructions": custom_instructions,
+            "custom_categories": custom_categories,
+            "custom_fact_extraction_prompt": custom_fact_extraction_prompt,
+            "custom_update_memory_prompt": custom_update_memory_prompt,
+        }
+        values = {column: value or None for column, value in given.items() if value is not None}
         if values:
             with self.engine.begin() as conn:
-                conn.execute(update(tables.projects).where(tables.projects.c.id == project_id).values(**values))
+                result = conn.execute(
+                    update(tables.projects).where(tables.projects.c.id == project_id).values(**values)
+                )
+            if not result.rowcount:
+                raise LookupError(f"project {project_id} not found")
 
     def list_keys(self, project_id: str | None = None) -> list[dict[str, Any]]:
         k = tables.api_keys

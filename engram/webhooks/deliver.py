@@ -12,12 +12,14 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
+import httpcore
 import httpx
 
 from config.settings import WebhookSettings
@@ -39,6 +41,8 @@ USER_AGENT = "engram-webhooks/0.1"
 RETRYABLE_STATUS_CODES = (408, 429)
 # How long a claimed attempt is protected from a second sender: well above one send's worst case.
 LEASE_EXTRA_SECONDS = 30.0
+# A request is written in pieces this big, each within what is left of the attempt's time budget.
+WRITE_SLICE_BYTES = 64 * 1024
 
 OutcomeKind = Literal["succeeded", "retry", "failed", "disabled"]
 
@@ -111,40 +115,108 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
+def _budget(deadline: float, timeout: float | None, expired: type[Exception]) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise expired("the attempt's time budget is spent")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read and write waits at most what is left of the attempt's budget."""
+
+    def __init__(self, stream: httpcore.NetworkStream, deadline: float) -> None:
+        self.stream = stream
+        self.deadline = deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self.stream.read(max_bytes, _budget(self.deadline, timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        # In slices: one write loops over partial sends, and each of those may wait its whole timeout.
+        for start in range(0, len(buffer), WRITE_SLICE_BYTES):
+            piece = buffer[start:start + WRITE_SLICE_BYTES]
+            self.stream.write(piece, _budget(self.deadline, timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        budget = _budget(self.deadline, timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self.stream.start_tls(ssl_context, server_hostname, budget), self.deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self.stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's own sockets, all under one deadline."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.backend = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        budget = _budget(self.deadline, timeout, httpcore.ConnectTimeout)
+        connected = self.backend.connect_tcp(host, port, budget, local_address, socket_options)
+        return _DeadlineStream(connected, self.deadline)
+
+    def sleep(self, seconds: float) -> None:
+        self.backend.sleep(seconds)
+
+
 def send_http(target: Target, headers: dict[str, str], body: bytes, settings: WebhookSettings) -> SendResult:
-    """POST ``body`` to the checked address; no redirects, no proxies from the environment."""
+    """POST ``body`` to the checked address; the whole exchange within ``timeout_seconds``.
+
+    httpx and httpcore time each phase (connect, every write, every read) on its own, so a receiver that
+    trickles its answer could hold an attempt for many times the setting and still count as a success.
+    Here every socket operation waits at most what is left of one budget: connect, request, status line,
+    headers and the part of the body that is read must all arrive in time, or the attempt is a timeout.
+    httpcore, the transport under httpx, is used directly: it follows no redirects and reads no proxy
+    settings (an HTTP(S)_PROXY would reconnect by name and undo the address check).
+    """
     url, host_headers, extensions = pinned(target)
     started = time.monotonic()
+    timeout = settings.timeout_seconds
     limit = settings.max_response_chars
+    sent = {**headers, **host_headers, "content-type": "application/json", "user-agent": USER_AGENT}
+    request_url = httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path)
+    phases = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
     try:
-        # trust_env=False: an HTTP(S)_PROXY would reconnect by name and undo the address check.
-        with httpx.Client(timeout=settings.timeout_seconds, follow_redirects=False, trust_env=False) as client:
-            request = client.build_request(
-                "POST", url, content=body, extensions=extensions,
-                headers={**headers, **host_headers, "content-type": "application/json", "user-agent": USER_AGENT},
-            )
-            response = client.send(request, stream=True)
+        with httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            network_backend=_DeadlineBackend(started + timeout),
+            max_connections=1,
+        ) as pool, pool.stream(
+            "POST", request_url, headers=list(sent.items()), content=body,
+            extensions={**extensions, "timeout": phases},
+        ) as response:
             raw = b""
             try:
-                for chunk in response.iter_bytes():
+                for chunk in response.iter_stream():
                     raw += chunk
-                    if len(raw) >= limit * 4 or time.monotonic() - started > settings.timeout_seconds:
+                    if len(raw) >= limit * 4:
                         break  # enough to log; the status code already decided
-            except httpx.HTTPError:
+            except (httpcore.NetworkError, httpcore.ProtocolError):
                 pass  # the status line arrived and decides; a body cut short is only logged shorter
-            finally:
-                response.close()
+            # (a timeout is not caught here: an answer still trickling in when the budget ran out is one)
+            answer = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in response.headers}
             return SendResult(
-                status_code=response.status_code,
+                status_code=response.status,
                 response_body=raw.decode("utf-8", errors="replace")[:limit],
-                retry_after_seconds=parse_retry_after(response.headers.get("retry-after"), datetime.now(UTC)),
+                retry_after_seconds=parse_retry_after(answer.get("retry-after"), datetime.now(UTC)),
                 duration_ms=int((time.monotonic() - started) * 1000),
             )
-    except httpx.TimeoutException as exc:
-        error = f"timeout after {settings.timeout_seconds:g}s ({type(exc).__name__})"
-    except httpx.ConnectError as exc:
+    except httpcore.TimeoutException as exc:
+        error = f"timeout after {timeout:g}s ({type(exc).__name__})"
+    except httpcore.ConnectError as exc:
         error = f"connection failed: {exc!s:.200}"
-    except httpx.HTTPError as exc:
+    except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as exc:
         error = f"{type(exc).__name__}: {exc!s:.200}"
     return SendResult(error=error, retryable=True, duration_ms=int((time.monotonic() - started) * 1000))
 

@@ -56,15 +56,17 @@ def memory_body(
 def job_body(
     status: str, *, job_id: str, project_id: str, scope: dict[str, str], at: datetime, error: str | None,
     results: Sequence[MemoryEvent], created_at: datetime | None, started_at: datetime | None,
+    graph: dict[str, Any] | None = None,
 ) -> str:
+    """``graph``: for a job with graph memory, its ``relations`` (Mem0's add shape), ``graph_status`` and
+    ``graph_error``, placed beside ``results`` as in the add response (``GraphOutcome.add_fields``)."""
+    data: dict[str, Any] = {"status": status, "error": error, "results": [r.model_dump() for r in results]}
+    if graph is not None:
+        data.update(graph)
     return render({
         "type": JOB_EVENT_TYPES[status],
         "timestamp": iso(at),
-        "event_details": {
-            "id": job_id,
-            "data": {"status": status, "error": error, "results": [r.model_dump() for r in results]},
-            "event": status,
-        },
+        "event_details": {"id": job_id, "data": data, "event": status},
         "event_id": job_id,
         "job_id": job_id,
         "project_id": project_id,

@@ -1,5 +1,6 @@
 """The fork and join of a job's branches in SQL (SQLite and PostgreSQL): notify is claimed exactly once,
-only after both branches ended; relation events are recorded once.
+only after both branches ended; relation events are recorded once. A branch past its deadline is
+failed once (however many sweepers run) and may still record a late graph write, never reopening.
 """
 
 from __future__ import annotations
@@ -115,3 +116,69 @@ def test_racing_claims_have_one_winner(engine: sa.Engine) -> None:
         wins = list(pool.map(lambda _: branches.claim_notify("j5"), range(16)))
     assert wins.count(True) == 1
     jobs.finish("j5", JobStatus.SUCCEEDED)
+
+
+def test_a_branch_past_its_deadline_is_failed_once_and_the_job_can_notify(engine: sa.Engine) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from engram import sweeper
+    from engram.sql.branches import deadline_reason
+
+    jobs, branches = job_after_embed(engine, "d1", graph=True)
+    job_after_embed(engine, "d2", graph=True)
+    jobs.complete_stage("d1", Stage.RECONCILED)
+    handed_on: list[str] = []
+    now = datetime.now(UTC)
+    # Not yet past the deadline: nothing happens.
+    assert sweeper.expire_graph_branches(engine, 60, handed_on.append, limit=10, now=now) == 0
+    later = now + timedelta(seconds=61)
+    with ThreadPoolExecutor(4) as pool:  # several sweepers at once: each branch is failed by one of them
+        counts = list(pool.map(
+            lambda _: sweeper.expire_graph_branches(engine, 60, handed_on.append, limit=10, now=later), range(4)))
+    assert sum(counts) == 2 and sorted(handed_on) == ["d1", "d2"]
+    branch = branches.get("d1")
+    assert branch is not None and branch.state == "FAILED" and branch.expired and not branch.open
+    assert branch.error == deadline_reason(60) == "graph worker did not finish within 60 s"
+    assert branches.claim_notify("d1")  # reconcile is done: notify runs now
+    assert not branches.claim_notify("d2")  # its reconcile is not done: reconcile's join will send it
+    outcome = branches.outcome("d1")
+    assert outcome is not None and outcome.add_fields() == {
+        "relations": {"added_entities": [], "deleted_entities": []}, "graph_status": "FAILED",
+        "graph_error": "graph worker did not finish within 60 s"}
+
+
+def test_a_late_graph_write_is_recorded_without_reopening_the_branch(engine: sa.Engine) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from engram.sql.branches import deadline_reason
+
+    jobs, branches = job_after_embed(engine, "d3", graph=True)
+    jobs.complete_stage("d3", Stage.RECONCILED)
+    assert branches.expire("d3", datetime.now(UTC) + timedelta(seconds=1), deadline_reason(2))
+    assert branches.claim_notify("d3")
+    jobs.finish("d3", JobStatus.SUCCEEDED)
+    assert not branches.finish("d3", "p1", "FAILED", error="graph: gave up")  # a late failure changes nothing
+    assert branches.finish("d3", "p1", "DONE", events=EVENTS)  # a late success is recorded
+    assert not branches.finish("d3", "p1", "DONE", events=EVENTS)
+    branch = branches.get("d3")
+    assert branch is not None and branch.state == "DONE" and not branch.expired
+    assert branch.status is JobStatus.SUCCEEDED  # the job's end is as it was
+    assert branch.error == "graph worker did not finish within 2 s; its graph write was applied later"
+    outcome = branches.outcome("d3")
+    assert outcome is not None and outcome.relations.model_dump() == EVENTS
+    assert outcome.add_fields()["relations"] == {"added_entities": EVENTS["added"],
+                                                 "deleted_entities": EVENTS["deleted"]}
+
+
+def test_a_branch_the_graph_stage_gave_up_on_is_not_reopened_by_a_late_success(engine: sa.Engine) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    _, branches = job_after_embed(engine, "d4", graph=True)
+    assert branches.finish("d4", "p1", "FAILED", error="graph: gave up after 5 attempts")
+    assert not branches.expire("d4", datetime.now(UTC) + timedelta(seconds=1), "graph worker did not finish")
+    assert not branches.finish("d4", "p1", "DONE", events=EVENTS)
+    branch = branches.get("d4")
+    assert branch is not None and branch.state == "FAILED" and not branch.expired
+    assert branches.outcome("d4") is not None and branches.relation_events("d4").added == []
+    _, plain = job_after_embed(engine, "d5", graph=False)
+    assert plain.outcome("d5") is None  # no graph memory for the job: nothing to report

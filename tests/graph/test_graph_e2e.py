@@ -1,13 +1,16 @@
 """Graph memory end to end: a real API, a real worker and two graph workers (one per shard), real Redis,
-SQLite, LanceDB, Kuzu files and the real embedder. Relations in job results, graph listings, search
+SQLite, LanceDB, Kuzu files and the real embedder. Relations in job results, in the synchronous add
+response, the event stream and the job_succeeded webhook (a real receiver); graph listings, search
 relations through the graph worker, shard ownership, and search degrading while a graph worker is down.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from celery import Celery
@@ -21,6 +24,7 @@ from engram.graph.query import relations_for_search
 from engram.graph.routing import shard_for
 from engram.scope import Scope
 from tests.stack import Stack
+from tests.webhook_receiver import Receiver
 from workers.celery_app import producer
 
 pytestmark = pytest.mark.e2e
@@ -31,7 +35,8 @@ SHARDS = 2
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("graph-e2e")
     s = Stack(workdir, redis_url, ENGRAM_GRAPH_STORE__PROVIDER="kuzu", ENGRAM_GRAPH_STORE__PATH=str(workdir / "graph"),
-              ENGRAM_GRAPH_STORE__SHARDS=str(SHARDS))
+              ENGRAM_GRAPH_STORE__SHARDS=str(SHARDS),
+              ENGRAM_WEBHOOKS__ALLOWED_NETWORKS='["127.0.0.1/32"]')  # the test receiver, on loopback
     try:
         s.start()
         for shard in range(SHARDS):
@@ -102,6 +107,75 @@ def test_jobs_report_relations_and_the_api_lists_them(
     assert all(set(r) == {"source", "relationship", "destination"} for r in found)
     assert relations_for_search(c, sender, project_id, {"user_id": "nobody"}, "Where do I live?",
                                 timeout_seconds=10) == ([], None)
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    r = Receiver().up()
+    yield r
+    r.down()
+
+
+def read_stream(stack: Stack, event_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """The server-sent events of a job's stream, until its ``end``."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    name = ""
+    with stack.client.stream("GET", f"/v1/event/{event_id}/stream") as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line.removeprefix("data: "))))
+    return events
+
+
+def test_the_add_response_the_stream_and_the_webhook_carry_the_relations(
+    stack: Stack, project_id: str, receiver: Receiver
+) -> None:
+    hook = stack.client.post(f"/api/v1/webhooks/projects/{project_id}/", json={
+        "url": receiver.url("/graph"), "name": "graph", "event_types": ["job_succeeded"]})
+    assert hook.status_code == 201, hook.text
+    user = user_on(0, project_id, "out")
+    sync = {"messages": "I live in Porto. I work at a school.", "user_id": user, "async_mode": False}
+    response = stack.client.post("/v1/memories/", json=sync)
+    assert response.status_code == 200, response.text
+    added = response.json()
+    assert added["status"] == "SUCCEEDED" and len(added["results"]) == 2
+    assert (added["graph_status"], added["graph_error"]) == ("DONE", None)
+    assert added["relations"] == {"added_entities": [
+        {"source": user, "relationship": "lives_in", "destination": "Porto"},
+        {"source": user, "relationship": "works_at", "destination": "school"},
+    ], "deleted_entities": []}
+    event = stack.client.get(f"/v1/event/{added['event_id']}/").json()
+    assert event["relations"] == {"added": added["relations"]["added_entities"], "deleted": []}
+
+    event_id = stack.add({"messages": "I moved to Lisbon.", "user_id": user})
+    stream = read_stream(stack, event_id)  # followed live, from the job's start
+    job = stack.wait_job(event_id)
+    moved = {"added": [{"source": user, "relationship": "lives_in", "destination": "Lisbon"}],
+             "deleted": [{"source": user, "relationship": "lives_in", "destination": "Porto"}]}
+    assert job["relations"] == moved
+    names = [name for name, _ in stream]
+    assert names.count("relations") == 1 and names.count("end") == 1 and names[-1] == "end"
+    assert dict(stream)["relations"] == moved
+    end = stream[-1][1]
+    assert (end["status"], end["graph_status"], end["graph_error"]) == ("SUCCEEDED", "DONE", None)
+    assert [data for name, data in stream if name == "memory"] == job["results"]
+
+    def bodies() -> dict[str, dict[str, Any]] | None:
+        found = {b["job_id"]: b["event_details"]["data"] for r in receiver.received("/graph")
+                 if (b := json.loads(r.body))["type"] == "job_succeeded"}
+        return found if {added["event_id"], event_id} <= set(found) else None
+
+    wait_until(lambda: bodies() is not None)
+    webhooks = bodies()
+    assert webhooks is not None
+    first, second = webhooks[added["event_id"]], webhooks[event_id]
+    assert first["relations"] == added["relations"] and first["results"] == added["results"]
+    assert (first["graph_status"], first["graph_error"]) == ("DONE", None)
+    assert second["relations"] == {"added_entities": moved["added"], "deleted_entities": moved["deleted"]}
+    stack.client.delete(f"/api/v1/webhooks/{hook.json()['webhook_id']}/")
 
 
 def test_each_shard_file_is_owned_by_its_own_worker_only(

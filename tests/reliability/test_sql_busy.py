@@ -64,17 +64,22 @@ def keep_doing(action: Callable[[], None], stop: threading.Event, pause_seconds:
     return thread
 
 
-def finish(stack: Stack, event_ids: list[str], statuses: Counter[str], name: str, faults: int, soak: bool) -> None:
+def finish(stack: Stack, event_ids: list[str], statuses: Counter[str], name: str, faults: int, soak: bool) -> int:
+    """Check the outcome; returns how many transient SQL errors the workers' store layer retried."""
     engine = sql_engine(stack)
     wait_until(all_terminal(engine, event_ids), "every accepted job ended", 600 if soak else 240, 0.5)
     out = check_invariants(stack, engine, event_ids)
     resent = (stack.workdir / "sweeper.log").read_text(errors="replace").count("; re-sent ")
-    print(f"\nRELIABILITY {name}: {faults} faults injected; API statuses {dict(statuses)}; sweeper re-sent {resent}; "
-          f"{out.summary()}")
+    retried = (stack.workdir / "worker.log").read_text(errors="replace").count("transient SQL error")
+    print(f"\nRELIABILITY {name}: {faults} faults injected; API statuses {dict(statuses)}; store-layer retries in the "
+          f"worker {retried}; sweeper re-sent {resent}; {out.summary()}")
+    assert faults > 0, "the fault never happened: this run proves nothing"
+    assert event_ids, "no add was accepted at all"
     assert "500" not in statuses
     assert not out.lost_jobs and out.duplicate_memories == 0 and not out.history_mismatches, out.summary()
     assert out.statuses["SUCCEEDED"] == len(event_ids), out.summary()
     engine.dispose()
+    return retried
 
 
 @pytest.fixture
@@ -109,7 +114,8 @@ def test_sqlite_with_a_competing_writer(sqlite_stack: Stack, soak: bool) -> None
     finally:
         stop.set()
         writer.join(10)
-    finish(sqlite_stack, event_ids, statuses, "sqlite-locked", held[0], soak)
+    retried = finish(sqlite_stack, event_ids, statuses, "sqlite-locked", held[0], soak)
+    assert retried > 0, "the workers never met a locked database: the busy timeout did not bite"
 
 
 @pytest.fixture
