@@ -37,7 +37,7 @@ os.environ.setdefault("ENGRAM_TORCH_THREADS", str(os.cpu_count() or 1))  # one p
 from rich.console import Console  # noqa: E402
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 
-from engram.embedding.local import SentenceTransformerConfig, SentenceTransformerEmbedder  # noqa: E402
+from engram.embedding.onnx import OnnxConfig, OnnxEmbedder  # noqa: E402
 from engram.filters import eq  # noqa: E402
 from engram.ids import content_hash  # noqa: E402
 from engram.ports import MemoryRecord, SearchMode  # noqa: E402
@@ -67,7 +67,7 @@ def progress() -> Progress:
     )
 
 
-def ingest(store: LanceVectorStore, embedder: SentenceTransformerEmbedder, turns: list[dict[str, Any]]) -> float:
+def ingest(store: LanceVectorStore, embedder: OnnxEmbedder, turns: list[dict[str, Any]]) -> float:
     start = time.perf_counter()
     base = datetime(2024, 1, 1, tzinfo=UTC)
     with progress() as bar:
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     turns, questions = load(args.data, args.limit)
     needed = {q["sample_id"] for q in questions}
     turns = [t for t in turns if t["sample_id"] in needed]
-    embedder = SentenceTransformerEmbedder(SentenceTransformerConfig())
+    embedder = OnnxEmbedder(OnnxConfig())
     embedder.warm_up()
     with tempfile.TemporaryDirectory(prefix="engram-locomo-") as tmp:
         store = LanceVectorStore(LanceConfig(path=Path(tmp)))

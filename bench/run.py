@@ -126,15 +126,15 @@ def main(argv: list[str] | None = None) -> int:
 def notes(results: dict[str, Any]) -> list[str]:
     out = [
         "engram: API (uvicorn) + Celery workers + Redis (db 11) + SQLite + LanceDB, LLM via litellm to the stand-in. "
-        "'prefork' = the Procfile's worker (-Q llm,default -c 2 -Ofair); 'threads' = -Q llm -P threads -c 32 plus "
-        "-Q default -c 1 prefork.",
+        "'prefork' = one worker on both queues (-Q llm,default -c 2 -Ofair); 'threads' = the Procfile's: two "
+        "-Q llm -P threads -c 16 workers plus -Q default -c 1 prefork.",
         "mem0: mem0ai 2.2.1 Memory, openai LLM provider at the stand-in, huggingface embedder with the same "
         "all-MiniLM-L6-v2 directory, Qdrant local mode, telemetry off, hybrid search on (see bench/mem0_setup.py).",
         "mem0 2.2.1 makes one LLM call per add (additive extraction); engram makes two (extract, then update "
         "decision). Both get answers derived from the input by the same heuristic extractor.",
-        "torch threads: engram's processes keep their default (1 per process, ENGRAM_TORCH_THREADS unset); the "
-        "in-process parts of sections 2 and 4 (both systems in one process) share one setting: "
-        f"{os.environ.get('ENGRAM_TORCH_THREADS')} (torch's own default for mem0 on this machine).",
+        "Embedders: the same all-MiniLM-L6-v2 weights and vectors. engram runs them on ONNX Runtime (its default, "
+        "one intra-op thread per process); mem0 on torch through sentence-transformers with "
+        f"{os.environ.get('ENGRAM_TORCH_THREADS')} threads (torch's own default on this machine).",
     ]
     ingest = results.get("ingest") or []
     failed = [r for r in ingest if r["system"] == "mem0" and r["errors"]]

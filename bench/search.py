@@ -14,6 +14,7 @@ warm-ups, one random scope each:
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 import uuid
 from datetime import UTC, datetime
@@ -36,13 +37,13 @@ NAMESPACE = uuid.UUID("6f1d2c1e-3b0a-4d5e-9f61-2a7b8c9d0e1f")
 
 def embed_cached(texts: list[str], label: str) -> np.ndarray:
     """Normalised vectors for ``texts``, from the disk cache when this exact list was embedded before."""
-    from engram.embedding.local import SentenceTransformerConfig, SentenceTransformerEmbedder
+    from engram.embedding.onnx import OnnxConfig, OnnxEmbedder
 
     digest = hashlib.sha256("\x1e".join(texts).encode()).hexdigest()[:16]
     path = CACHE_DIR / f"minilm-{len(texts)}-{digest}.npy"
     if path.exists():
         return np.load(path)
-    embedder = SentenceTransformerEmbedder(SentenceTransformerConfig(batch_size=EMBED_BATCH))
+    embedder = OnnxEmbedder(OnnxConfig(batch_size=EMBED_BATCH, threads=os.cpu_count() or 1))  # bulk, idle machine
     out = np.zeros((len(texts), 384), dtype="float32")
     with progress() as bar:
         task = bar.add_task(f"embed {label}", total=len(texts))

@@ -153,7 +153,10 @@ class PipelineSettings(BaseModel):
     retry_backoff_seconds: float = Field(2.0, gt=0, description="Base of the exponential backoff")
     retry_backoff_max_seconds: float = Field(300.0, gt=0)
     lock_ttl_seconds: float = Field(120.0, gt=0, description="Scope lock expiry; above the longest reconcile")
-    lock_retry_seconds: float = Field(0.25, gt=0, description="Countdown when a scope lock is busy")
+    lock_retry_seconds: float = Field(0.25, gt=0, description="Countdown when a scope lock is busy (first retry)")
+    lock_retry_max_seconds: float = Field(
+        5.0, gt=0, description="Cap of the countdown, which doubles with each busy retry of a task (a hot scope)"
+    )
     similar_memories_k: int = Field(5, gt=0, description="Existing memories shown per fact when reconciling")
     duplicate_threshold: float = Field(0.92, gt=0, le=1, description="Cosine at/above which a fact is NONE")
     custom_fact_extraction_prompt: str | None = None

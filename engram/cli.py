@@ -14,8 +14,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from engram import cli_admin
+from engram.cli_admin import _container
+
 app = typer.Typer(help="engram: long-term memory for AI agents.", no_args_is_help=True)
 console = Console()
+app.add_typer(cli_admin.orgs_app, name="orgs")
+app.add_typer(cli_admin.projects_app, name="projects")
+app.add_typer(cli_admin.keys_app, name="keys")
 ApiOption = Annotated[str, typer.Option("--api", envvar="ENGRAM_API_URL", help="Base URL of the engram API")]
 KeyOption = Annotated[str | None, typer.Option("--api-key", envvar="ENGRAM_API_KEY", help="API key of the project")]
 DEFAULT_API = "http://127.0.0.1:8000"
@@ -96,6 +102,8 @@ def ingest(
             progress.advance(submit, len(chunk))
             progress.update(submit, rate=f"{(start + len(chunk)) / (time.monotonic() - started):.0f} conv/s")
         if not wait:
+            console.print(f"ingest: {accepted} accepted, {duplicates} already ingested, {len(rejected)} rejected; "
+                          f"batches {' '.join(batches)} (follow them with GET /v1/batches/<id>/)", soft_wrap=True)
             return
         total = accepted + duplicates
         follow = progress.add_task("processing", total=total, rate="")
@@ -132,9 +140,15 @@ def _ingest_summary(
     succeeded = sum(s["counts"]["SUCCEEDED"] for s in statuses.values())
     failed = [f for s in statuses.values() for f in s["failed"]]
     rate = (succeeded + len(failed)) / max(elapsed, 1e-9)
+    events: dict[str, int] = {}
+    for status in statuses.values():
+        for kind, count in status.get("events", {}).items():
+            events[kind] = events.get(kind, 0) + count
     console.print(
         f"ingest: {accepted} accepted, {duplicates} already ingested, {len(rejected)} rejected; "
-        f"{succeeded} succeeded, {len(failed)} failed; {elapsed:.1f} s, {rate:.1f} jobs/s",
+        f"{succeeded} succeeded, {len(failed)} failed; memories: {events.get('ADD', 0)} added, "
+        f"{events.get('UPDATE', 0)} updated, {events.get('DELETE', 0)} deleted; "
+        f"{elapsed:.1f} s, {rate:.1f} jobs/s",
         soft_wrap=True,
     )
     for line in rejected[:20]:
@@ -229,15 +243,6 @@ def providers() -> None:
         raise typer.Exit(1)
 
 
-def _container() -> Any:
-    from config.container import Container
-    from config.settings import get_settings
-
-    container = Container(get_settings())
-    container.migrate()
-    return container
-
-
 @app.command()
 def migrate() -> None:
     """Bring the SQL schema to the latest version."""
@@ -261,166 +266,6 @@ def bootstrap(
         print(created.key)
         return
     console.print(f"project {created.project_id}; API key (shown once): [bold]{created.key}[/bold]")
-
-
-orgs_app = typer.Typer(help="Organisations.", no_args_is_help=True)
-projects_app = typer.Typer(help="Projects.", no_args_is_help=True)
-keys_app = typer.Typer(help="API keys (shown once, stored hashed).", no_args_is_help=True)
-app.add_typer(orgs_app, name="orgs")
-app.add_typer(projects_app, name="projects")
-app.add_typer(keys_app, name="keys")
-
-
-@orgs_app.command("create")
-def orgs_create(name: str) -> None:
-    console.print(_container().tenancy.create_org(name))
-
-
-@projects_app.command("create")
-def projects_create(name: str, org: Annotated[str, typer.Option(help="Organisation id")]) -> None:
-    console.print(_container().tenancy.create_project(org, name))
-
-
-@projects_app.command("list")
-def projects_list() -> None:
-    table = Table(title="projects")
-    for column in ("id", "name", "org_id", "org_name"):
-        table.add_column(column)
-    for row in _container().tenancy.list_projects():
-        table.add_row(row["id"], row["name"], row["org_id"], row["org_name"])
-    console.print(table)
-
-
-@projects_app.command("configure")
-def projects_configure(
-    project: str,
-    custom_instructions: Annotated[str | None, typer.Option(help="Extra fact-extraction instructions")] = None,
-    fact_extraction_prompt: Annotated[
-        str | None, typer.Option(help="Replaces the fact-extraction prompt for this project ('' clears it)")
-    ] = None,
-    update_memory_prompt: Annotated[
-        str | None, typer.Option(help="Replaces the memory-update prompt for this project ('' clears it)")
-    ] = None,
-) -> None:
-    """Per-project extraction settings: Mem0's custom_instructions, custom_fact_extraction_prompt and
-    custom_update_memory_prompt (used in preference to the settings-level prompts)."""
-    try:
-        _container().tenancy.configure_project(
-            project,
-            custom_instructions=custom_instructions,
-            custom_fact_extraction_prompt=fact_extraction_prompt,
-            custom_update_memory_prompt=update_memory_prompt,
-        )
-    except LookupError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
-    console.print("configured")
-
-
-@keys_app.command("create")
-def keys_create(project: Annotated[str, typer.Option(help="Project id")], name: str = "default") -> None:
-    created = _container().tenancy.create_key(project, name)
-    console.print(f"key id {created.id}; API key (shown once): [bold]{created.key}[/bold]")
-
-
-@keys_app.command("list")
-def keys_list(project: Annotated[str | None, typer.Option()] = None) -> None:
-    table = Table(title="API keys")
-    for column in ("id", "project", "name", "prefix", "created", "revoked"):
-        table.add_column(column)
-    for row in _container().tenancy.list_keys(project):
-        table.add_row(
-            row["id"],
-            row["project_id"],
-            row["name"],
-            row["prefix"] + "…",
-            str(row["created_at"])[:19],
-            str(row["revoked_at"] or "")[:19],
-        )
-    console.print(table)
-
-
-@keys_app.command("revoke")
-def keys_revoke(key_id: str) -> None:
-    if not _container().tenancy.revoke_key(key_id):
-        console.print("[red]no live key with that id[/red]")
-        raise typer.Exit(1)
-    console.print("revoked")
-
-
-@app.command("export")
-def export_project(project: Annotated[str, typer.Option()], file: Path) -> None:
-    """Back up a project: memories (ids, metadata, timestamps, vectors), every history row (deleted
-    memories' too) and the feedback, as JSON Lines. API keys and webhook secrets are not exported."""
-    from engram.export import write_export
-
-    c = _container()
-    if c.tenancy.project(project) is None:
-        console.print(f"[red]project {project} not found[/red]")
-        raise typer.Exit(1)
-    with file.open("w") as out:
-        done = write_export(c, project, out)
-    console.print(
-        f"exported {len(done.memories)} memories, {len(done.history)} history rows of deleted memories "
-        f"and {len(done.feedback)} feedback rows to {file}"
-    )
-
-
-@app.command("import")
-def import_project(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
-    project: Annotated[str | None, typer.Option(help="Target project (default: the exported one)")] = None,
-) -> None:
-    """Restore an export into this deployment (creating the project if it is missing). Safe to re-run."""
-    from engram.export import import_documents, import_rest, read_export
-
-    c = _container()
-    try:
-        with file.open() as lines:
-            export = read_export(lines)
-    except ValueError as exc:  # json.JSONDecodeError included
-        console.print(f"[red]{file}: {exc}[/red]")
-        raise typer.Exit(1) from exc
-    head, docs = export.head, export.memories
-    target = project or head["project_id"]
-    if c.tenancy.project(target) is None:
-        target = _recreate_project(c, head, target)
-    with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(), console=console) as progress:
-        task = progress.add_task("import", total=len(docs))
-        for start in range(0, len(docs), 500):
-            import_documents(c, target, head, docs[start : start + 500])
-            progress.advance(task, len(docs[start : start + 500]))
-    import_rest(c, target, export)
-    console.print(
-        f"imported {len(docs)} memories, {len(export.history)} history rows of deleted memories "
-        f"and {len(export.feedback)} feedback rows into {target}"
-    )
-
-
-def _recreate_project(c: Any, head: dict[str, Any], project_id: str) -> str:
-    """Recreate the exported project under its own id (and settings), so its memories keep their project."""
-    from engram.export import PROJECT_SETTINGS  # version 1 files have no project_settings
-    from engram.sql import tables
-    from engram.sql.jobs import utcnow
-
-    with c.engine.begin() as conn:
-        org_id = head.get("org_id") or "org_imported"
-        if c.tenancy.project(project_id, conn=conn) is None:
-            exists = conn.execute(tables.organizations.select().where(tables.organizations.c.id == org_id)).first()
-            if exists is None:
-                conn.execute(
-                    tables.organizations.insert().values(id=org_id, name=f"imported {org_id}", created_at=utcnow())
-                )
-            conn.execute(
-                tables.projects.insert().values(
-                    id=project_id,
-                    org_id=org_id,
-                    name=head.get("project_name") or project_id,
-                    created_at=utcnow(),
-                    **{k: v for k, v in (head.get("project_settings") or {}).items() if k in PROJECT_SETTINGS},
-                )
-            )
-    return project_id
 
 
 webhooks_app = typer.Typer(help="Webhook deliveries.", no_args_is_help=True)
@@ -473,3 +318,6 @@ def sweep_jobs(
 
 if __name__ == "__main__":
     app()
+
+
+app.registered_commands += cli_admin.admin.registered_commands  # export, import (engram/cli_admin.py)

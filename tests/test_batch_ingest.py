@@ -48,6 +48,7 @@ def test_batch_with_a_bad_item(stack: Stack) -> None:
     assert answer["event_ids"][2] is None and all(answer["event_ids"][i] for i in (0, 1, 3))
     status = wait_batch(stack, answer["batch_id"])
     assert status["counts"]["SUCCEEDED"] == 3 and status["failed"] == [] and status["total"] == 4
+    assert status["events"] == {"ADD": 3}
     assert [m["memory"] for m in stack.memories(user_id="b3")] == ["Fences épée"]
 
     again = stack.client.post("/v1/batches/", json={"conversations": items[:2]}).json()
@@ -81,6 +82,7 @@ def test_cli_ingest_resumes_without_duplicates(stack: Stack, tmp_path: Path) -> 
                               for n in range(12)) + "\n")
     first = stack.cli("ingest", str(path), "--batch-size", "5")
     assert first.returncode == 0, first.stdout + first.stderr
+    assert "12 succeeded, 0 failed; memories: 12 added, 0 updated, 0 deleted" in " ".join(first.stdout.split())
     counts = {u: len(stack.memories(user_id=u)) for u in ("cli0", "cli1", "cli2")}
     assert sum(counts.values()) == 12
     again = stack.cli("ingest", str(path), "--batch-size", "5")  # an interrupted run started again

@@ -13,7 +13,7 @@ from typing import Any
 from celery import Task
 
 from config.container import Container
-from engram.errors import PermanentError, TransientError
+from engram.errors import PermanentError, RateLimited, TransientError
 from engram.graph import reads, rpc
 from engram.graph.extract import plan_graph
 from engram.graph.port import GraphStore
@@ -95,6 +95,9 @@ def graph_ingest(self: Task, job_id: str, shard: int) -> None:
     except (PermanentError, GraphNotOwned) as exc:
         _end(c, job, "FAILED", f"graph: {exc}")
         return
+    except RateLimited as exc:  # waiting for the shared LLM rate limit is no failed attempt (as in run_stage)
+        branches.refund_attempt(job_id)
+        raise self.retry(countdown=exc.retry_after_seconds or p.retry_backoff_seconds, exc=exc) from exc
     except TransientError as exc:
         error: Exception = exc
         retry_after = exc.retry_after_seconds

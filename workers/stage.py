@@ -100,8 +100,10 @@ def run_stage(
                     return
             completed = _attempt(task, c, job, stage, work)
     except ScopeBusy as busy:
-        wait = c.settings.pipeline.lock_retry_seconds * random.uniform(1.0, 2.0)
-        raise task.retry(countdown=wait) from busy
+        # Doubling per retry, capped: 50 jobs of one user at once used to spin ~45 retries each (RELIABILITY.md).
+        p = c.settings.pipeline
+        wait = min(p.lock_retry_max_seconds, p.lock_retry_seconds * 2 ** min(task.request.retries or 0, 16))
+        raise task.retry(countdown=wait * random.uniform(0.5, 1.0)) from busy
     if completed:
         hand_on(next_task, c, job)
 

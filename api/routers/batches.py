@@ -83,6 +83,8 @@ def get_batch(batch_id: str, c: ContainerDep, project_id: ProjectDep) -> dict[st
         "counts": {s: counts.get(s, 0) for s in ("PENDING", "RUNNING", "SUCCEEDED", "FAILED")},
         "rejected": batch["rejected"],
         "failed": c.jobs.batch_failures(batch_id),
+        # Per-memory outcomes so far: ADD / UPDATE / DELETE (a fact already known leaves none).
+        "events": {kind: n for kind, n in sorted(c.jobs.batch_events(batch_id).items())},
         "done": done == queued,
         "created_at": batch["created_at"],
     }

@@ -124,6 +124,7 @@ class BranchStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
+    @retrying
     def open_graph_branch(self, job_id: str) -> None:
         """Mark the job as having a graph branch, before either branch is sent (idempotent)."""
         j = job_branches
@@ -135,6 +136,7 @@ class BranchStore:
                 .values(graph_state="PENDING", graph_attempts=0, graph_opened_at=now, updated_at=now)
             )
 
+    @retrying
     def get(self, job_id: str) -> GraphBranch | None:
         j = job_branches
         query = select(j.c.status, j.c.stage, j.c.graph_state, j.c.graph_attempts, j.c.graph_error)
@@ -146,6 +148,7 @@ class BranchStore:
             JobStatus(row.status), Stage(row.stage), row.graph_state, row.graph_attempts or 0, row.graph_error
         )
 
+    @retrying
     def start_attempt(self, job_id: str) -> int:
         """Count one more attempt of the graph stage (its own counter: reconcile runs meanwhile)."""
         j = job_branches
@@ -155,6 +158,15 @@ class BranchStore:
             )
             return int(conn.execute(select(j.c.graph_attempts).where(j.c.id == job_id)).scalar_one())
 
+    @retrying
+    def refund_attempt(self, job_id: str) -> None:
+        """Take back an attempt that only waited for the shared LLM rate limit."""
+        j = job_branches
+        with self.engine.begin() as conn:
+            conn.execute(update(j).where(j.c.id == job_id, j.c.graph_attempts > 0)
+                         .values(graph_attempts=j.c.graph_attempts - 1))
+
+    @retrying
     def finish(
         self,
         job_id: str,
@@ -196,8 +208,13 @@ class BranchStore:
                 conn.execute(insert_ignore(self.engine, relation_events), rows)
         return bool(result.rowcount)
 
+    @retrying
     def claim_notify(self, job_id: str) -> bool:
-        """True for exactly one caller, once reconcile is done and the graph branch (if any) has ended."""
+        """True for exactly one caller, once reconcile is done and the graph branch (if any) has ended.
+
+        Retried on transient SQL errors (issue #8: a locked SQLite here used to leave the job to the sweeper).
+        A retry after a COMMIT that landed but was reported lost answers False: the job then waits for the
+        sweeper's join, which sends notify for a job whose branches both ended."""
         j = job_branches
         with self.engine.begin() as conn:
             result = conn.execute(

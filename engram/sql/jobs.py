@@ -152,6 +152,19 @@ class JobStore:
             return {status: int(count) for status, count in conn.execute(query)}
 
     @retrying
+    def batch_events(self, batch_id: str) -> dict[str, int]:
+        """How many memories the batch's jobs added, updated, deleted (and left alone), by event."""
+        e, j = tables.memory_events, tables.jobs
+        query = (
+            select(e.c.event, func.count())
+            .select_from(e.join(j, e.c.job_id == j.c.id))
+            .where(j.c.batch_id == batch_id)
+            .group_by(e.c.event)
+        )
+        with self.engine.connect() as conn:
+            return {event: int(count) for event, count in conn.execute(query)}
+
+    @retrying
     def batch_failures(self, batch_id: str, limit: int = 1000) -> list[dict[str, Any]]:
         j = tables.jobs
         query = (
