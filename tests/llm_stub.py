@@ -139,6 +139,17 @@ def hashed_embedding(text: str, dimensions: int) -> list[float]:
     return [x / norm for x in vector]
 
 
+def litellm_env(stub: LLMStub, *, timeout_seconds: float = 5, api_key: str = "sk-test") -> dict[str, str]:
+    """A stack's settings for the litellm provider pointed at ``stub`` (``Stack(..., **litellm_env(stub))``)."""
+    return {
+        "ENGRAM_LLM__PROVIDER": "litellm",
+        "ENGRAM_LLM__MODEL": "openai/stub-model",
+        "ENGRAM_LLM__API_BASE": stub.base_url,
+        "ENGRAM_LLM__API_KEY": api_key,
+        "ENGRAM_LLM__TIMEOUT_SECONDS": f"{timeout_seconds:g}",
+    }
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = False  # server_close() joins handler threads: nothing outlives stop()
     block_on_close = True

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from engram.categories import DEFAULT_CATEGORIES
 from engram.sql import tables
-from tests.llm_stub import LLMStub
+from tests.llm_stub import LLMStub, litellm_env
 from tests.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -41,11 +41,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str, llm: LLMStub
     s = Stack(
         tmp_path_factory.mktemp("api-compat"),
         redis_url,
-        ENGRAM_LLM__PROVIDER="litellm",
-        ENGRAM_LLM__MODEL="openai/stub-model",
-        ENGRAM_LLM__API_BASE=llm.base_url,
-        ENGRAM_LLM__API_KEY="sk-test",
-        ENGRAM_LLM__TIMEOUT_SECONDS="5",
+        **litellm_env(llm, timeout_seconds=5),
     )
     try:
         yield s.start()

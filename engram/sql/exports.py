@@ -12,7 +12,8 @@ from sqlalchemy import Engine, select, update
 
 from engram.sql import tables
 from engram.sql.engine import insert_ignore
-from engram.sql.jobs import _aware, utcnow
+from engram.sql.history import history_entry
+from engram.sql.jobs import utcnow
 from schemas.memories import HistoryEntry
 
 # History rows per INSERT statement when restoring.
@@ -61,22 +62,7 @@ class ExportStore:
         query = select(h).where(h.c.project_id == project_id).order_by(h.c.memory_id, h.c.created_at, h.c.id)
         with self.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
-        return [
-            HistoryEntry(
-                id=r["id"],
-                memory_id=r["memory_id"],
-                old_memory=r["old_memory"],
-                new_memory=r["new_memory"],
-                event=r["event"],
-                created_at=_aware(r["created_at"]),  # type: ignore[arg-type]
-                updated_at=_aware(r["updated_at"]),
-                is_deleted=r["is_deleted"],
-                actor_id=r["actor_id"],
-                role=r["role"],
-                job_id=r["job_id"],
-            )
-            for r in rows
-        ]
+        return [history_entry(r) for r in rows]
 
     def restore_history(self, project_id: str, rows: Iterable[dict[str, Any]]) -> None:
         """History rows as exported (``HistoryEntry`` in JSON), every field and time kept; existing ids skipped."""

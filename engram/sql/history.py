@@ -75,19 +75,21 @@ class HistoryStore:
         )
         with self.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
-        return [
-            HistoryEntry(
-                id=r["id"],
-                memory_id=r["memory_id"],
-                old_memory=r["old_memory"],
-                new_memory=r["new_memory"],
-                event=r["event"],
-                created_at=_aware(r["created_at"]),  # type: ignore[arg-type]
-                updated_at=_aware(r["updated_at"]),
-                is_deleted=r["is_deleted"],
-                actor_id=r["actor_id"],
-                role=r["role"],
-                job_id=r["job_id"],
-            )
-            for r in rows
-        ]
+        return [history_entry(r) for r in rows]
+
+
+def history_entry(r: Any) -> HistoryEntry:
+    """A ``memory_history`` row (a mapping) as Mem0's history entry."""
+    return HistoryEntry(
+        id=r["id"],
+        memory_id=r["memory_id"],
+        old_memory=r["old_memory"],
+        new_memory=r["new_memory"],
+        event=r["event"],
+        created_at=_aware(r["created_at"]),  # type: ignore[arg-type]
+        updated_at=_aware(r["updated_at"]),
+        is_deleted=r["is_deleted"],
+        actor_id=r["actor_id"],
+        role=r["role"],
+        job_id=r["job_id"],
+    )

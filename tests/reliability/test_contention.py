@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.llm_stub import LLMStub, StubCall
+from tests.llm_stub import LLMStub, StubCall, litellm_env
 from tests.reliability.helpers import add_body, all_terminal, check_invariants, memories_of, sql_engine, wait_until
 from tests.stack import Stack
 
@@ -34,11 +34,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str, llm: LLMStub
     s = Stack(
         tmp_path_factory.mktemp("contention"),
         redis_url,
-        ENGRAM_LLM__PROVIDER="litellm",
-        ENGRAM_LLM__MODEL="openai/stub-model",
-        ENGRAM_LLM__API_BASE=llm.base_url,
-        ENGRAM_LLM__API_KEY="sk-test",
-        ENGRAM_LLM__TIMEOUT_SECONDS="10",
+        **litellm_env(llm, timeout_seconds=10),
         ENGRAM_PIPELINE__LOCK_RETRY_SECONDS="0.25",  # the default (the stack's 0.05 makes waiting tasks churn)
     )
     try:

@@ -23,7 +23,7 @@ import httpx
 import pytest
 import redis
 
-from tests.llm_stub import REPAIR_PREFIX, LLMStub, StubCall
+from tests.llm_stub import REPAIR_PREFIX, LLMStub, StubCall, litellm_env
 from tests.reliability.helpers import add_body, all_terminal, check_invariants, post_batches, sql_engine, wait_until
 from tests.stack import BIN, Stack, free_port
 from tests.webhook_receiver import Receiver
@@ -51,11 +51,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str, llm: LLMStub
     s = Stack(
         tmp_path_factory.mktemp("llm-faults"),
         redis_url,
-        ENGRAM_LLM__PROVIDER="litellm",
-        ENGRAM_LLM__MODEL="openai/stub-model",
-        ENGRAM_LLM__API_BASE=llm.base_url,
-        ENGRAM_LLM__API_KEY=LLM_SECRET,
-        ENGRAM_LLM__TIMEOUT_SECONDS=str(TIMEOUT_SECONDS),
+        **litellm_env(llm, timeout_seconds=TIMEOUT_SECONDS, api_key=LLM_SECRET),
         ENGRAM_LLM__REQUESTS_PER_MINUTE=str(REQUESTS_PER_MINUTE),
         ENGRAM_PIPELINE__MAX_ATTEMPTS_PER_STAGE=str(MAX_ATTEMPTS),
         ENGRAM_WEBHOOKS__ALLOWED_NETWORKS='["127.0.0.1/32"]',
