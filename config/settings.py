@@ -153,6 +153,12 @@ class PipelineSettings(BaseModel):
     retry_backoff_seconds: float = Field(2.0, gt=0, description="Base of the exponential backoff")
     retry_backoff_max_seconds: float = Field(300.0, gt=0)
     lock_ttl_seconds: float = Field(120.0, gt=0, description="Scope lock expiry; above the longest reconcile")
+    lock_wait_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="How long a task waits in place for a busy scope lock before it retries with a countdown: "
+        "a retry costs a broker round trip and is the most common one when a user's conversations arrive together",
+    )
     lock_retry_seconds: float = Field(0.25, gt=0, description="Countdown when a scope lock is busy (first retry)")
     lock_retry_max_seconds: float = Field(
         5.0, gt=0, description="Cap of the countdown, which doubles with each busy retry of a task (a hot scope)"

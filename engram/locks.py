@@ -29,8 +29,8 @@ class ScopeLocks:
     def hold(self, scope: Scope, *, wait_seconds: float = 0.0) -> Iterator[Lock]:
         """Hold the scope's lock, or raise ScopeBusy if it stays busy for ``wait_seconds``.
 
-        Workers pass 0 (retry the task with a countdown instead of blocking a slot); the API waits
-        a little for direct edits. Raises ``ScopeBusy``.
+        Workers wait briefly (``pipeline.lock_wait_seconds``), then retry the task with a countdown
+        rather than hold a slot longer; the API waits a little for direct edits. Raises ``ScopeBusy``.
         """
         lock = self.lock(scope)
         acquired = lock.acquire(blocking=wait_seconds > 0, blocking_timeout=wait_seconds or None)

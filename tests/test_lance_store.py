@@ -87,3 +87,17 @@ def test_optimize_folds_unindexed_rows_in_without_changing_answers(
     assert ids(s.search(Q, project_id="p1", limit=3, query_text="quokka", mode="hybrid", alpha=0))[0] == "m5"
     s.optimize()
     assert s.count(project_id="p1") == 8
+
+
+def test_small_fragments_of_one_write_each_are_compacted_along_the_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every job's write leaves a fragment and every query pays for each one: they must not pile up.
+    monkeypatch.setattr(lance, "OPTIMIZE_CHECK_EVERY_WRITES", 2)
+    monkeypatch.setattr(lance, "SMALL_FRAGMENTS_MAX", 4)
+    s = store(tmp_path)
+    for i in range(30):
+        s.upsert([record(f"m{i}", "p1", [1, i, 0, 0], f"entry {i}")])
+    assert s._open().stats()["fragment_stats"]["num_fragments"] <= 4 + 2
+    assert s.count(project_id="p1") == 30
+    assert ids(s.search([1, 29, 0, 0], project_id="p1", limit=1, mode="vector")) == ["m29"]

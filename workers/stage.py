@@ -90,7 +90,11 @@ def run_stage(
         # Delivered before its turn (a duplicate of a later stage): the pipeline hands it on in order.
         log.info("job %s: %s arrived before %s was done; dropped", job_id, stage.value, stage.previous.value)
         return
-    guard: AbstractContextManager[Any] = c.locks.hold(scope_of(job)) if scope_locked else nullcontext()
+    guard: AbstractContextManager[Any] = (
+        c.locks.hold(scope_of(job), wait_seconds=c.settings.pipeline.lock_wait_seconds)
+        if scope_locked
+        else nullcontext()
+    )
     try:
         with guard:
             if scope_locked:

@@ -57,13 +57,14 @@ class WriteOptions:
 def find_existing(vectors: Sequence[Sequence[float]], store: VectorStore, scope: Scope, k: int) -> list[MemoryRecord]:
     """The union of each fact's ``k`` nearest memories in the exact scope, best score first."""
     found: dict[str, MemoryRecord] = {}
-    where = exact_scope(scope)
-    for vector in vectors:
-        # With vectors: the decision compares every fact with every memory found (similarity_matrix).
-        for record in store.search(vector, project_id=scope.project_id, where=where, limit=k, include_vectors=True):
-            kept = found.get(record.id)
-            if kept is None or (record.score or 0) > (kept.score or 0):
-                found[record.id] = record
+    # With vectors: the decision compares every fact with every memory found (similarity_matrix).
+    nearest = store.nearest_each(
+        vectors, project_id=scope.project_id, where=exact_scope(scope), limit=k, include_vectors=True
+    )
+    for record in (r for per_fact in nearest for r in per_fact):
+        kept = found.get(record.id)
+        if kept is None or (record.score or 0) > (kept.score or 0):
+            found[record.id] = record
     ranked = sorted(found.values(), key=lambda r: r.score or 0.0, reverse=True)
     return ranked[:MAX_EXISTING_SHOWN]
 
@@ -247,8 +248,9 @@ def mark_overtaken(
         entry = dict(entry)
         entry.pop("overtaken", None)
         if entry["event"] != "DELETE" and _overtaken(entry, vectors, scope, store, infer):
-            log.info("plan entry %s of memory %s was overtaken by another job; skipped", entry["event"],
-                     entry["memory_id"])
+            log.info(
+                "plan entry %s of memory %s was overtaken by another job; skipped", entry["event"], entry["memory_id"]
+            )
             entry["overtaken"] = True
         checked.append(entry)
     return checked
@@ -266,8 +268,7 @@ def _overtaken(
         return False
     vector = entry["vector"] if "vector" in entry else vectors[entry["fact_index"]]
     same = content_hash(entry["text"])
-    nearest = store.search(vector, project_id=scope.project_id, where=exact_scope(scope), limit=5,
-                           include_expired=True)
+    nearest = store.search(vector, project_id=scope.project_id, where=exact_scope(scope), limit=5, include_expired=True)
     return any(r.hash == same and r.id != entry["memory_id"] for r in nearest)
 
 

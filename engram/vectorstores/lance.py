@@ -10,8 +10,8 @@ with several writer processes: rows written after the index was built are found 
 searches unindexed rows by a flat scan), upserted rows answer with their new text only, deleted
 rows never come back, and racing ``optimize()`` calls only ever lose a retryable commit conflict.
 Correctness therefore never waits for the index; ``optimize()`` (run here every so often, when
-enough rows are unindexed) only keeps the flat scan short and compacts the many small fragments
-that one-job-per-commit writes leave behind.
+enough rows are unindexed or enough small fragments have piled up) only keeps the flat scan short
+and compacts the many small fragments that one-job-per-commit writes leave behind.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -48,10 +49,15 @@ TEXT_COLUMN = "memory"
 # (bench/: p50 89 ms at 100k memories over 1,000 users; 14 ms with these). A bitmap suits the few
 # projects; a B-tree the many users, agents and runs.
 SCALAR_INDEXES = {"project_id": "BITMAP", "user_id": "BTREE", "agent_id": "BTREE", "run_id": "BTREE"}
-# Every this many writes a process looks at the full-text index, and folds the unindexed rows in
-# once there are more than this many (a flat scan of a few thousand rows costs a few milliseconds).
-OPTIMIZE_CHECK_EVERY_WRITES = 50
+# Every this many writes a process looks at the table and optimizes it when either limit is passed.
+OPTIMIZE_CHECK_EVERY_WRITES = 10
+# Unindexed rows are found by a flat scan of a few milliseconds per few thousand rows.
 FTS_UNINDEXED_ROWS_MAX = 2_000
+# Each job's write commits a fragment of a few rows, and every query pays for every fragment: measured on
+# lancedb 0.40, a filtered vector search took 5 ms over 10 fragments, 19 ms over 100 and 39 ms over 300
+# (writes slow down alike), while compacting a few dozen small fragments costs 0.1-1 s of CPU. Compacting
+# past this many keeps the per-query toll to a few milliseconds at a small amortised cost.
+SMALL_FRAGMENTS_MAX = 32
 
 
 class LanceConfig(BaseModel):
@@ -72,6 +78,9 @@ class LanceVectorStore:
         self._table: Any = None
         self._lock = threading.Lock()
         self._writes = 0
+        # Hybrid search runs its keyword query beside the vector one: LanceDB releases the GIL, so the
+        # answer waits for the slower of the two instead of both (bench/: -5 ms at 100k memories).
+        self._beside = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lance-keyword")
 
     # -- setup ---------------------------------------------------------------------------------
     def _schema(self) -> pa.Schema:
@@ -155,8 +164,10 @@ class LanceVectorStore:
         self._open().count_rows()
 
     def close(self) -> None:
-        """Nothing to release but the handle; the next use reopens the table."""
+        """Nothing to release but the handle; the next use reopens the table (and the keyword thread)."""
         self._table = None
+        self._beside.shutdown(wait=True)
+        self._beside = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lance-keyword")
 
     def optimize(self) -> None:
         """Fold unindexed rows into the full-text index and compact small fragments.
@@ -176,6 +187,9 @@ class LanceVectorStore:
         if self._writes % OPTIMIZE_CHECK_EVERY_WRITES:
             return
         table = self._open()
+        if table.stats()["fragment_stats"]["num_small_fragments"] > SMALL_FRAGMENTS_MAX:
+            self.optimize()
+            return
         index = next((ix.name for ix in table.list_indices() if ix.index_type == "FTS"), None)
         stats = table.index_stats(index) if index else None
         if stats is not None and stats.num_unindexed_rows > FTS_UNINDEXED_ROWS_MAX:
@@ -274,6 +288,33 @@ class LanceVectorStore:
         assert query_text is not None  # resolve_mode guarantees it
         return self._hybrid(vector, query_text, sql, rest, limit, weight, threshold, include_vectors)
 
+    def nearest_each(
+        self,
+        vectors: Sequence[Sequence[float]],
+        *,
+        project_id: str,
+        where: Node | None = None,
+        limit: int,
+        include_vectors: bool = False,
+    ) -> list[list[MemoryRecord]]:
+        sql, residual = prefilter(project_id, where, False)
+        if len(vectors) < 2 or residual or limit <= 0:
+            return [
+                self.search(
+                    v, project_id=project_id, where=where, limit=limit, mode="vector", include_vectors=include_vectors
+                )
+                for v in vectors
+            ]
+        # One query with several vectors: LanceDB filters once and ranks per vector (``query_index``).
+        query = self._open().search([list(v) for v in vectors], vector_column_name="vector").distance_type("cosine")
+        rows = query.where(sql, prefilter=True).select(self._columns(include_vectors, "_distance")).limit(limit)
+        out: list[list[MemoryRecord]] = [[] for _ in vectors]
+        for row in rows.to_list():
+            out[int(row["query_index"])].append(self._record(row, 1.0 - float(row["_distance"])))
+        for found in out:
+            found.sort(key=lambda r: -(r.score or 0.0))
+        return out
+
     def _columns(self, with_vectors: bool, score: str) -> list[str]:
         # A search never needs the 384 floats of every hit unless the caller compares vectors (reconcile);
         # reading them back costs more than the search itself (bench/: 8 against 12 ms at 100k).
@@ -319,11 +360,12 @@ class LanceVectorStore:
         include_vectors: bool,
     ) -> list[MemoryRecord]:
         wanted = hybrid.candidates_for(limit)
-        by_vector = self._nearest(vector, sql, residual, wanted, include_vectors) if alpha > 0 else []
         # A keyword hit's relevance to the query is its cosine similarity, which the threshold is about:
         # hits the vector ranking did not bring need their vectors to tell it.
         with_vectors = include_vectors or threshold is not None
-        by_keyword = self._keyword(text, sql, residual, wanted, with_vectors) if alpha < 1 else []
+        keyword = self._beside.submit(self._keyword, text, sql, residual, wanted, with_vectors) if alpha < 1 else None
+        by_vector = self._nearest(vector, sql, residual, wanted, include_vectors) if alpha > 0 else []
+        by_keyword = keyword.result() if keyword is not None else []
         similarity = {r.id: r.score or 0.0 for r in by_vector}
         fused = hybrid.relative_score_fusion(similarity, {r.id: r.score or 0.0 for r in by_keyword}, alpha)
         records = {r.id: r for r in by_keyword} | {r.id: r for r in by_vector}

@@ -226,6 +226,23 @@ class WeaviateVectorStore:
         parts = [f for f in (pushed, None if include_expired else not_expired()) if f is not None]
         return (Filter.all_of(parts) if parts else None), residual
 
+    def nearest_each(
+        self,
+        vectors: Sequence[Sequence[float]],
+        *,
+        project_id: str,
+        where: Node | None = None,
+        limit: int,
+        include_vectors: bool = False,
+    ) -> list[list[MemoryRecord]]:
+        # The v4 client sends one near_vector per request; a gRPC round trip each is cheap enough here.
+        return [
+            self.search(
+                v, project_id=project_id, where=where, limit=limit, mode="vector", include_vectors=include_vectors
+            )
+            for v in vectors
+        ]
+
     def search(
         self,
         vector: Sequence[float],
@@ -293,9 +310,7 @@ class WeaviateVectorStore:
                         record.vector = []
                     kept.append(record)
             # Results come best first: in vector mode one below the threshold means all the rest are too.
-            below = (
-                threshold is not None and mode == "vector" and bool(objects) and score_of(objects[-1]) < threshold
-            )
+            below = threshold is not None and mode == "vector" and bool(objects) and score_of(objects[-1]) < threshold
             if len(kept) >= limit or len(objects) < window or below or window >= QUERY_MAXIMUM_RESULTS:
                 return kept[:limit]
             window = min(window * CANDIDATE_GROWTH, QUERY_MAXIMUM_RESULTS)

@@ -37,6 +37,28 @@ def test_threshold_and_limit(store: VectorStore, project: str) -> None:
     assert store.search([1, 0, 0, 0], project_id="proj_empty", limit=5) == []
 
 
+def test_nearest_each_answers_as_one_search_per_vector(store: VectorStore, project: str) -> None:
+    store.upsert(
+        [record(f"a{i}", project, [1, i / 3, 0, 0]) for i in range(4)]
+        + [record(f"b{i}", project, [0, 1, i / 3, 0]) for i in range(4)]
+        + [record("bob", project, [1, 0, 0, 0], user_id="bob")]
+        + [record("gone", project, [1, 0, 0, 0], expiration_date="2000-01-01")]
+    )
+    ana = filters.parse({"user_id": "ana"})
+    queries = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1]]
+    each = store.nearest_each(queries, project_id=project, where=ana, limit=3, include_vectors=True)
+    assert len(each) == len(queries)
+    for query, found in zip(queries, each, strict=True):
+        alone = store.search(query, project_id=project, where=ana, limit=3, mode="vector", include_vectors=True)
+        assert ids(found) == ids(alone)
+        assert [r.score for r in found] == pytest.approx([r.score for r in alone], abs=1e-5)
+        assert all(r.vector for r in found)
+    assert ids(each[0])[0] == "a0" and ids(each[1])[0] == "b0"
+    assert store.nearest_each([], project_id=project, where=ana, limit=3) == []
+    plain = store.nearest_each(queries[:2], project_id=project, where=ana, limit=2)
+    assert [ids(p) for p in plain] == [ids(e[:2]) for e in each[:2]] and all(r.vector == [] for p in plain for r in p)
+
+
 @pytest.fixture
 def texts(store: VectorStore, project: str) -> VectorStore:
     """The query vector points at ``hiking``; only ``zeppelin`` contains the query's rare word."""
