@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from engram.ports import SearchMode
+from engram.ports import MemoryRecord, SearchMode, VectorStore
 
 # Candidates each ranking contributes before fusion, per result asked for (and at least the minimum):
 # enough that a memory ranked modestly by both rankings can still surface.
@@ -74,3 +74,19 @@ def cosine(a: Sequence[float], b: Sequence[float]) -> float:
     if x.shape != y.shape or norm == 0.0:
         return 0.0
     return float(x @ y) / norm
+
+
+def nearest_one_by_one(
+    store: VectorStore,
+    vectors: Sequence[Sequence[float]],
+    *,
+    project_id: str,
+    where: object,
+    limit: int,
+    include_vectors: bool,
+) -> list[list[MemoryRecord]]:
+    """``nearest_each`` as one vector search per vector, for stores (or filters) with no batched query."""
+    return [
+        store.search(v, project_id=project_id, where=where, limit=limit, mode="vector", include_vectors=include_vectors)
+        for v in vectors
+    ]

@@ -307,12 +307,9 @@ class LanceVectorStore:
     ) -> list[list[MemoryRecord]]:
         sql, residual = prefilter(project_id, where, False)
         if len(vectors) < 2 or residual or limit <= 0:
-            return [
-                self.search(
-                    v, project_id=project_id, where=where, limit=limit, mode="vector", include_vectors=include_vectors
-                )
-                for v in vectors
-            ]
+            return hybrid.nearest_one_by_one(
+                self, vectors, project_id=project_id, where=where, limit=limit, include_vectors=include_vectors
+            )
         # One query with several vectors: LanceDB filters once and ranks per vector (``query_index``).
         query = self._open().search([list(v) for v in vectors], vector_column_name="vector").distance_type("cosine")
         rows = query.where(sql, prefilter=True).select(self._columns(include_vectors, "_distance")).limit(limit)

@@ -236,12 +236,9 @@ class WeaviateVectorStore:
         include_vectors: bool = False,
     ) -> list[list[MemoryRecord]]:
         # The v4 client sends one near_vector per request; a gRPC round trip each is cheap enough here.
-        return [
-            self.search(
-                v, project_id=project_id, where=where, limit=limit, mode="vector", include_vectors=include_vectors
-            )
-            for v in vectors
-        ]
+        return hybrid.nearest_one_by_one(
+            self, vectors, project_id=project_id, where=where, limit=limit, include_vectors=include_vectors
+        )
 
     def search(
         self,
