@@ -37,58 +37,7 @@ def run_engram(
     try:
         stack.start_api()
         stack.start_workers(WORKER_CONFIGS[config])
-        # Warm-up outside the timing: first LLM connection, first Lance commit, SQL caches.
-        warm = stack.client.post("/v1/memories/", json={**convs[0], "user_id": "warm-up"})
-        warm.raise_for_status()
-        _wait_job(stack, warm.json()["event_id"])
-        calls_before = stand_in.calls()
-        with PeakRss(stack.pids()) as rss, progress() as bar:
-            task = bar.add_task(f"engram {config:8s} @{stand_in.latency_ms:.0f} ms", total=len(convs))
-            wall0 = time.time()
-            t0 = time.perf_counter()
-            event_ids, batches = [], []
-            for start in range(0, len(convs), BATCH_MAX):
-                response = stack.client.post("/v1/batches/", json=convs[start : start + BATCH_MAX])
-                response.raise_for_status()
-                body = response.json()
-                batches.append(body["batch_id"])
-                event_ids += [e for e in body["event_ids"] if e]
-            deadline = time.monotonic() + JOB_TIMEOUT_SECONDS
-            while time.monotonic() < deadline:
-                done = 0
-                for batch_id in batches:
-                    status = stack.client.get(f"/v1/batches/{batch_id}/").json()
-                    done += status["counts"]["SUCCEEDED"] + status["counts"]["FAILED"]
-                bar.update(task, completed=done)
-                if done >= len(event_ids):
-                    break
-                time.sleep(POLL_SECONDS)
-            elapsed = time.perf_counter() - t0
-        jobs = [stack.client.get(f"/v1/event/{e}/").json() for e in event_ids]
-        calls = {k: v - calls_before.get(k, 0) for k, v in stand_in.calls().items() if v - calls_before.get(k, 0)}
-        finished = [j for j in jobs if j.get("finished_at")]
-        last = max((_ts(j["finished_at"]) for j in finished), default=wall0 + elapsed)
-        failed = [j for j in jobs if j["status"] == "FAILED"]
-        span = max(last - wall0, 1e-9)
-        return {
-            "system": "engram",
-            "mode": config,
-            "workers": [w.__dict__ for w in WORKER_CONFIGS[config]],
-            "conversations": len(convs),
-            "seconds": round(span, 3),
-            "conversations_per_second": round(len(finished) / span, 3),
-            "latency_ms": stats_ms([_ts(j["finished_at"]) - _ts(j["created_at"]) for j in finished]),
-            "memories_added": sum(1 for j in jobs for r in j.get("results") or [] if r["event"] == "ADD"),
-            "errors": len(failed) + (len(event_ids) - len(finished)),
-            "error_examples": [j.get("error") for j in failed[:3]],
-            "llm_calls": calls,
-            "peak_rss": rss.peaks(),
-            "retries": sum(max(0, int(j.get("attempts") or 0) - 1) for j in jobs),
-            # Celery retries of any cause, mostly "scope busy" (reconcile of the same user serialised).
-            "task_retries": sum(
-                w.log_path.read_text(errors="replace").count("retry: Retry in") for w in stack.workers.values()
-            ),
-        }
+        return measure(stack, convs, stand_in, config)
     except Exception:
         for name, child in (("api", stack.api), *stack.workers.items()):
             if child is not None:
@@ -96,6 +45,62 @@ def run_engram(
         raise
     finally:
         stack.stop()
+
+
+def measure(stack: EngramStack, convs: list[dict[str, Any]], stand_in: StandIn, config: str) -> dict[str, Any]:
+    """Ingest ``convs`` through a running stack's batch endpoint and wait for every job."""
+    # Warm-up outside the timing: first LLM connection, first Lance commit, SQL caches.
+    warm = stack.client.post("/v1/memories/", json={**convs[0], "user_id": "warm-up"})
+    warm.raise_for_status()
+    _wait_job(stack, warm.json()["event_id"])
+    calls_before = stand_in.calls()
+    with PeakRss(stack.pids()) as rss, progress() as bar:
+        task = bar.add_task(f"engram {config:8s} @{stand_in.latency_ms:.0f} ms", total=len(convs))
+        wall0 = time.time()
+        t0 = time.perf_counter()
+        event_ids, batches = [], []
+        for start in range(0, len(convs), BATCH_MAX):
+            response = stack.client.post("/v1/batches/", json=convs[start : start + BATCH_MAX])
+            response.raise_for_status()
+            body = response.json()
+            batches.append(body["batch_id"])
+            event_ids += [e for e in body["event_ids"] if e]
+        deadline = time.monotonic() + JOB_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            done = 0
+            for batch_id in batches:
+                status = stack.client.get(f"/v1/batches/{batch_id}/").json()
+                done += status["counts"]["SUCCEEDED"] + status["counts"]["FAILED"]
+            bar.update(task, completed=done)
+            if done >= len(event_ids):
+                break
+            time.sleep(POLL_SECONDS)
+        elapsed = time.perf_counter() - t0
+    jobs = [stack.client.get(f"/v1/event/{e}/").json() for e in event_ids]
+    calls = {k: v - calls_before.get(k, 0) for k, v in stand_in.calls().items() if v - calls_before.get(k, 0)}
+    finished = [j for j in jobs if j.get("finished_at")]
+    last = max((_ts(j["finished_at"]) for j in finished), default=wall0 + elapsed)
+    failed = [j for j in jobs if j["status"] == "FAILED"]
+    span = max(last - wall0, 1e-9)
+    return {
+        "system": "engram",
+        "mode": config,
+        "workers": [w.__dict__ for w in WORKER_CONFIGS[config]],
+        "conversations": len(convs),
+        "seconds": round(span, 3),
+        "conversations_per_second": round(len(finished) / span, 3),
+        "latency_ms": stats_ms([_ts(j["finished_at"]) - _ts(j["created_at"]) for j in finished]),
+        "memories_added": sum(1 for j in jobs for r in j.get("results") or [] if r["event"] == "ADD"),
+        "errors": len(failed) + (len(event_ids) - len(finished)),
+        "error_examples": [j.get("error") for j in failed[:3]],
+        "llm_calls": calls,
+        "peak_rss": rss.peaks(),
+        "retries": sum(max(0, int(j.get("attempts") or 0) - 1) for j in jobs),
+        # Celery retries of any cause, mostly "scope busy" (reconcile of the same user serialised).
+        "task_retries": sum(
+            w.log_path.read_text(errors="replace").count("retry: Retry in") for w in stack.workers.values()
+        ),
+    }
 
 
 def _wait_job(stack: EngramStack, event_id: str, timeout: float = 120) -> dict[str, Any]:

@@ -157,6 +157,9 @@ def markdown(results: dict[str, Any]) -> str:
                     f"{lat.get('n')} | {row[key]['empty_results']} | {_fmt(row.get(load_key) if load_key else None)} |"
                 )
         lines.append("")
+    at_scale = (search or {}).get("at_scale")
+    if at_scale:
+        lines += _at_scale(at_scale, _best(ingest or [], "engram", 0.0, "threads"))
     load = results.get("load")
     if load and "engram" in load:
         lines += [
@@ -204,6 +207,30 @@ def markdown(results: dict[str, Any]) -> str:
     if results.get("notes"):
         lines += ["## Notes", "", *[f"- {n}" for n in results["notes"]], ""]
     return "\n".join(lines)
+
+
+def _at_scale(at_scale: dict[str, Any], empty: dict[str, Any] | None) -> list[str]:
+    ingested, searched = at_scale["ingest"], at_scale["search_after"]["latency_ms"]
+    stored = f"{at_scale['memories_before']:,}"
+    lines = [
+        f"### At scale: {ingested['conversations']} conversations ingested into {stored} stored memories",
+        "",
+        "The same pipeline (threaded workers, LLM stand-in at 0 ms) writing into the store just measured, then "
+        "engram's API search timed again with the table as the writes' own upkeep left it "
+        f"({at_scale['table']['fragments']} fragments, {at_scale['table']['versions']} versions kept).",
+        "",
+        "| measure | into an empty store (section 1) | into the stored memories |",
+        "|---|---|---|",
+        f"| ingest conv/s (ok) | {ok_rate(empty) if empty else '—'} | {ok_rate(ingested)} |",
+        f"| job latency p50 / p95 ms | {empty['latency_ms'].get('p50') if empty else '—'} / "
+        f"{empty['latency_ms'].get('p95') if empty else '—'} | {ingested['latency_ms'].get('p50')} / "
+        f"{ingested['latency_ms'].get('p95')} |",
+        f"| errors | {empty['errors'] if empty else '—'} | {ingested['errors']} |",
+        f"| search p50 / p95 / p99 ms afterwards | — | {searched.get('p50')} / {searched.get('p95')} / "
+        f"{searched.get('p99')} |",
+        "",
+    ]
+    return lines
 
 
 def plots(results: dict[str, Any], out: Path) -> list[str]:

@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                 workdir / "search",
                 args.redis_url,
                 sizes["mem0_queries_above_10k"],
+                ingest_after=sizes["conversations"],
             )
         if "load" in args.only:
             from bench import load

@@ -25,8 +25,9 @@ import numpy as np
 
 from bench.common import CACHE_DIR, console, progress, stats_ms
 from bench.mem0_setup import memory as mem0_memory
-from bench.stack import EngramStack
+from bench.stack import EngramStack, StandIn
 from bench.workload import Corpus, corpus
+from engram.vectorstores.lance_upkeep import version_count
 
 EMBED_BATCH = 512
 LOAD_BATCH = 5000
@@ -126,15 +127,25 @@ def timed(label: str, queries: list[tuple[str, str]], call: Any) -> dict[str, An
 
 
 def run(
-    sizes: list[int], scopes: int, queries: int, workdir: Path, redis_url: str, mem0_queries_above_10k: int = 60
+    sizes: list[int],
+    scopes: int,
+    queries: int,
+    workdir: Path,
+    redis_url: str,
+    mem0_queries_above_10k: int = 60,
+    ingest_after: int = 0,
 ) -> dict[str, Any]:
+    """``ingest_after``: that many conversations go through the pipeline (threaded workers, LLM stand-in at
+    0 ms) into the largest store once it is measured, and engram's API search is timed again after: ingest
+    at scale, and search with the table as the writes' own upkeep leaves it rather than freshly optimized."""
     from config.container import Container
     from engram import memories
     from engram.filters import eq
 
     data = corpus(max(sizes), scopes, queries)
     vectors = embed_cached(data.texts, f"{max(sizes)} memories")
-    stack = EngramStack(workdir / "engram", redis_url)
+    stand_in = StandIn(workdir, 0.0) if ingest_after else None
+    stack = EngramStack(workdir / "engram", redis_url, llm_base_url=stand_in.base_url if stand_in else None)
     m, status = mem0_memory(workdir / "mem0", in_memory=True)
     results: dict[str, Any] = {
         "scopes": scopes,
@@ -149,24 +160,24 @@ def run(
         c = Container(stack.settings())
         stack.start_api()
         results["engram_search_mode"] = getattr(c.settings.vector_store, "search_mode", "vector")
+
+        def api(query: str, scope: str) -> list[Any]:
+            body = {"query": query, "filters": {"user_id": scope}, "top_k": TOP_K}
+            response = stack.client.post("/v3/memories/search/", json=body)
+            response.raise_for_status()
+            return response.json()["results"]  # type: ignore[no-any-return]
+
+        def in_process(query: str, scope: str) -> list[Any]:
+            return memories.search(c, stack.project_id, eq("user_id", scope), query, limit=TOP_K, threshold=None)
+
+        def mem0(query: str, scope: str) -> list[Any]:
+            return m.search(query, filters={"user_id": scope}, top_k=TOP_K)["results"]  # type: ignore[no-any-return]
+
         loaded = 0
         for size in sorted(sizes):
             load_s = load_engram(c.vector_store, stack.project_id, data, vectors, loaded, size)
             mem0_s = load_mem0(m, data, vectors, loaded, size)
             loaded = size
-
-            def api(query: str, scope: str) -> list[Any]:
-                body = {"query": query, "filters": {"user_id": scope}, "top_k": TOP_K}
-                response = stack.client.post("/v3/memories/search/", json=body)
-                response.raise_for_status()
-                return response.json()["results"]  # type: ignore[no-any-return]
-
-            def in_process(query: str, scope: str) -> list[Any]:
-                return memories.search(c, stack.project_id, eq("user_id", scope), query, limit=TOP_K, threshold=None)
-
-            def mem0(query: str, scope: str) -> list[Any]:
-                return m.search(query, filters={"user_id": scope}, top_k=TOP_K)["results"]  # type: ignore[no-any-return]
-
             row: dict[str, Any] = {
                 "engram_load_seconds": round(load_s, 1),
                 "mem0_load_seconds": round(mem0_s, 1),
@@ -187,7 +198,32 @@ def run(
                 f"{row['engram_in_process']['latency_ms']['p95']} ms; mem0 p50 {row['mem0']['latency_ms']['p50']} ms "
                 f"p95 {row['mem0']['latency_ms']['p95']} ms"
             )
+        if stand_in is not None:
+            results["at_scale"] = _ingest_then_search(stack, stand_in, ingest_after, max(sizes), data, api)
         c.close()
     finally:
         stack.stop()
+        if stand_in is not None:
+            stand_in.stop()
     return results
+
+
+def _ingest_then_search(
+    stack: EngramStack, stand_in: StandIn, n: int, stored: int, data: Corpus, api: Any
+) -> dict[str, Any]:
+    from bench import ingest
+    from bench.stack import WORKER_CONFIGS
+    from bench.workload import conversations
+
+    stack.start_workers(WORKER_CONFIGS["threads"])
+    ingested = ingest.measure(stack, conversations(n), stand_in, "threads")
+    searched = timed(f"search {stored:>6} + {n} conversations, engram API", data.queries, api)
+    import lance
+
+    table = stack.workdir / "vectors" / "memories.lance"
+    shape = {"fragments": len(lance.dataset(str(table)).get_fragments()), "versions": version_count(table)}
+    console.print(
+        f"  ingest into {stored:,} memories: {ingested['conversations_per_second']} conv/s; search after: p50 "
+        f"{searched['latency_ms']['p50']} ms p95 {searched['latency_ms']['p95']} ms ({shape})"
+    )
+    return {"memories_before": stored, "ingest": ingested, "search_after": searched, "table": shape}

@@ -6,12 +6,14 @@ The shared behaviour (CRUD, every filter operator, search, hybrid) is in tests/c
 from __future__ import annotations
 
 import multiprocessing
+import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from engram.filters import parse
-from engram.vectorstores import lance
+from engram.vectorstores import lance_upkeep
 from engram.vectorstores.lance import LanceConfig, LanceVectorStore, prefilter, to_sql
 from tests.contract.helpers import ids, record
 
@@ -75,8 +77,7 @@ def test_a_table_from_before_hybrid_search_gets_its_text_index(tmp_path: Path) -
 def test_optimize_folds_unindexed_rows_in_without_changing_answers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(lance, "OPTIMIZE_CHECK_EVERY_WRITES", 2)
-    monkeypatch.setattr(lance, "FTS_UNINDEXED_ROWS_MAX", 3)
+    monkeypatch.setattr(lance_upkeep, "FTS_UNINDEXED_ROWS_MAX", 3)
     s = store(tmp_path)
     for i in range(8):
         text = f"entry {i} mentions the word quokka" if i == 5 else f"entry {i}"
@@ -93,11 +94,96 @@ def test_small_fragments_of_one_write_each_are_compacted_along_the_way(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Every job's write leaves a fragment and every query pays for each one: they must not pile up.
-    monkeypatch.setattr(lance, "OPTIMIZE_CHECK_EVERY_WRITES", 2)
-    monkeypatch.setattr(lance, "SMALL_FRAGMENTS_MAX", 4)
+    monkeypatch.setattr(lance_upkeep, "TIERS", (4, 1_048_576))
+    monkeypatch.setattr(lance_upkeep, "FANOUT", 4)
     s = store(tmp_path)
     for i in range(30):
         s.upsert([record(f"m{i}", "p1", [1, i, 0, 0], f"entry {i}")])
-    assert s._open().stats()["fragment_stats"]["num_fragments"] <= 4 + 2
+    assert s._open().stats()["fragment_stats"]["num_fragments"] <= 4 + 4 + 2
     assert s.count(project_id="p1") == 30
     assert ids(s.search([1, 29, 0, 0], project_id="p1", limit=1, mode="vector")) == ["m29"]
+
+
+def test_old_versions_are_dropped_along_the_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every read lists the table's versions to find the latest: one per commit must not pile up.
+    monkeypatch.setattr(lance_upkeep, "VERSIONS_MAX", 8)
+    monkeypatch.setattr(lance_upkeep, "VERSIONS_KEPT_FOR", timedelta(0))
+    monkeypatch.setattr(lance_upkeep, "VERSIONS_CLEANUP_EVERY", timedelta(0))
+    s = store(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # LanceDB's note that 0 drops all but the latest
+        for i in range(40):
+            s.upsert([record(f"m{i}", "p1", [1, i, 0, 0], f"entry {i} about quokkas")])
+    assert s._versions() <= 8 + 2
+    assert s.count(project_id="p1") == 40
+    assert ids(s.search([1, 39, 0, 0], project_id="p1", limit=1, mode="vector")) == ["m39"]
+
+
+def test_a_read_whose_version_was_cleaned_up_reads_the_latest(tmp_path: Path) -> None:
+    import lancedb
+
+    writer = store(tmp_path)
+    for i in range(5):
+        writer.upsert([record(f"m{i}", "p1", [1, i, 0, 0], f"entry {i}")])
+    reader = store(tmp_path)
+    # A handle that never looks for newer versions stands for a query that began just before the cleanup.
+    reader._table = lancedb.connect(str(tmp_path)).open_table("memories")
+    writer.upsert([record("m5", "p1", [1, 5, 0, 0], "entry 5")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        writer._open().optimize(cleanup_older_than=timedelta(0))  # its files are gone now
+    assert ids(reader.search([1, 5, 0, 0], project_id="p1", limit=1, mode="vector")) == ["m5"]
+    assert reader.count(project_id="p1") == 6
+
+
+def test_compaction_is_due_a_tier_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lance_upkeep, "TIERS", (10, 100, 1000))
+    monkeypatch.setattr(lance_upkeep, "FANOUT", 2)
+    target = lance_upkeep.compaction_target
+    assert target([5000, 1, 2]) is None  # two fresh fragments: not yet
+    assert target([5000, 1, 2, 3]) == 10  # three: merged into 10-row fragments
+    assert target([5000, 10, 10, 10, 3]) == 100  # three of the first tier: merged into the next
+    assert target([5000, 10, 10, 10, 100, 200, 300, 1, 2, 3]) == 1000  # the largest tier due goes first
+    assert target([5000, 4000, 3000, 2000]) is None  # at the top tier fragments stay
+
+
+def test_upkeep_never_rewrites_a_settled_fragment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # With Lance's default target every compaction rewrote the whole table (159 MB at 100k memories).
+    monkeypatch.setattr(lance_upkeep, "TIERS", (4, 16, 1_048_576))
+    monkeypatch.setattr(lance_upkeep, "FANOUT", 3)
+    s = store(tmp_path)
+    s.upsert([record(f"bulk{i}", "p1", [0, 1, i, 0], f"bulk {i}") for i in range(40)])
+    settled = _data_files(tmp_path)
+    for i in range(30):
+        s.upsert([record(f"m{i}", "p1", [1, i, 0, 0], f"entry {i}")])
+    assert settled <= _data_files(tmp_path)  # the 40-row fragment's file was never rewritten
+    assert s._open().stats()["fragment_stats"]["num_fragments"] <= 1 + 3 * 3  # yet the small ones were merged
+    assert s.count(project_id="p1") == 70
+    assert ids(s.search([1, 29, 0, 0], project_id="p1", limit=1, mode="vector")) == ["m29"]
+
+
+def _data_files(path: Path) -> set[str]:
+    import lance as pylance
+
+    return {
+        f.path
+        for fragment in pylance.dataset(str(path / "memories.lance")).get_fragments()
+        for f in fragment.data_files()
+    }
+
+
+def test_a_failing_upkeep_never_fails_the_write_and_waits_before_trying_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+
+    def broken(*args: object, **kwargs: object) -> set[str]:
+        calls.append(1)
+        raise RuntimeError("Not found: a data file another process's cleanup removed")
+
+    monkeypatch.setattr(lance_upkeep, "upkeep", broken)
+    s = store(tmp_path)
+    for i in range(5):
+        s.upsert([record(f"m{i}", "p1", [1, i, 0, 0], f"entry {i}")])
+    assert s.count(project_id="p1") == 5  # every write committed
+    assert len(calls) == 1  # and upkeep was left alone after it failed once
