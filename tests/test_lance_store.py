@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from engram.filters import parse
-from engram.vectorstores import lance_upkeep
+from engram.vectorstores import lance, lance_upkeep
 from engram.vectorstores.lance import LanceConfig, LanceVectorStore, prefilter, to_sql
 from tests.contract.helpers import ids, record
 
@@ -187,3 +187,10 @@ def test_a_failing_upkeep_never_fails_the_write_and_waits_before_trying_again(
         s.upsert([record(f"m{i}", "p1", [1, i, 0, 0], f"entry {i}")])
     assert s.count(project_id="p1") == 5  # every write committed
     assert len(calls) == 1  # and upkeep was left alone after it failed once
+
+
+def test_new_tables_use_the_storage_format_that_reads_scattered_rows_faster(tmp_path: Path) -> None:
+    import lance as pylance
+
+    store(tmp_path).ping()
+    assert pylance.dataset(str(tmp_path / "memories.lance")).data_storage_version == lance.DATA_STORAGE_VERSION

@@ -114,7 +114,7 @@ class LanceVectorStore:
                         self.config.table,
                         schema=self._schema(),
                         exist_ok=True,
-                        data_storage_version=DATA_STORAGE_VERSION,
+                        storage_options={"new_table_data_storage_version": DATA_STORAGE_VERSION},
                     )
                 except (ValueError, OSError, RuntimeError):
                     # Another process created it between our check and our create.
@@ -194,11 +194,12 @@ class LanceVectorStore:
         try:
             done = lance_upkeep.upkeep(self._dataset_dir(), full=full, may_clean=may_clean)
         except (OSError, RuntimeError, ValueError) as exc:
+            if "onflict" in str(exc) or "etry" in str(exc):
+                # Another process compacted or wrote the same fragments first: the next write checks again.
+                log.info("lance upkeep lost a commit race; a later check does it: %s", exc)
+                return
             self._upkeep_paused_until = now + lance_upkeep.PAUSE_AFTER_FAILURE.total_seconds()
-            if "onflict" not in str(exc) and "etry" not in str(exc):
-                raise
-            log.info("lance upkeep lost a commit race; a later check does it: %s", exc)
-            return
+            raise
         if lance_upkeep.CLEANED in done:
             self._cleaned_at = now
 
