@@ -9,9 +9,9 @@ Hybrid search uses LanceDB's native full-text index on ``memory`` (BM25). Measur
 with several writer processes: rows written after the index was built are found too (LanceDB
 searches unindexed rows by a flat scan), upserted rows answer with their new text only, deleted
 rows never come back, and racing ``optimize()`` calls only ever lose a retryable commit conflict.
-Correctness therefore never waits for the index; ``optimize()`` (run here every so often, when
-enough rows are unindexed or enough small fragments have piled up) only keeps the flat scan short
-and compacts the many small fragments that one-job-per-commit writes leave behind.
+Correctness therefore never waits for the index; the upkeep after each write (``lance_upkeep``:
+tiered compaction of the small fragments one-job-per-commit writes leave, new rows into the indexes,
+old versions out) only keeps queries short.
 """
 
 from __future__ import annotations
@@ -216,7 +216,7 @@ class LanceVectorStore:
         try:
             self._upkeep()
         except (OSError, RuntimeError, ValueError) as exc:
-            # Upkeep only: the write itself has committed, and the next write's check tries again.
+            # Upkeep only: the write itself has committed; upkeep pauses, then a later write's check retries.
             log.warning("lance upkeep failed after a committed write; the next check retries: %s", exc)
 
     def _read(self, query: Callable[[], T]) -> T:
