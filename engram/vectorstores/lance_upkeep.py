@@ -12,7 +12,7 @@ query still meets at most ``FANOUT`` fragments per tier (each costs it ~0.5 ms: 
 
 The fragment sizes and compaction options come from ``pylance`` (the same Lance 13 that lancedb 0.40 embeds;
 lancedb's own ``optimize()`` cannot be given a target). It is imported here only, on a process's first
-check: it adds ~60 MB to each process that writes.
+check: it adds ~40 MB to each process that writes.
 """
 
 from __future__ import annotations
