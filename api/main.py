@@ -39,6 +39,7 @@ from engram.ingest import BROKER_ERRORS
 from engram.webhooks import DELIVER_TASK
 from workers.celery_app import producer
 from workers.dispatch import DISPATCH_TASK
+from workers.upkeep import UPKEEP_TASK
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.producer = producer(settings)
         container.deliveries_sender = partial(send_deliveries, app.state.producer)
+        container.upkeep_sender = partial(app.state.producer.send_task, UPKEEP_TASK)
         app.state.dispatch = partial(dispatch, app.state.producer)
         app.state.admission = GroupCommitter(lambda items: ingest.admit_group(container, items, app.state.dispatch))
         # What start-up loaded stays for the life of the process: keep the collector off it. A full collection

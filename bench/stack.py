@@ -190,7 +190,9 @@ class EngramStack:
 
     def start_workers(self, specs: tuple[WorkerSpec, ...]) -> None:
         for spec in specs:
-            child = Child(spec.name, spec.args(), env=self.env, cwd=self.workdir, log_dir=self.workdir)
+            # As the Procfile and the image start them.
+            env = {"MALLOC_ARENA_MAX": "2", **self.env}
+            child = Child(spec.name, spec.args(), env=env, cwd=self.workdir, log_dir=self.workdir)
             self.workers[spec.name] = child
         for child in self.workers.values():
             child.wait_until(functools.partial(_logged_ready, child.log_path))

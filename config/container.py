@@ -45,6 +45,9 @@ class Container:
         # How this process hands webhook deliveries to the webhooks queue (the API sets its producer;
         # without one, deliveries wait for the sweeper).
         self.deliveries_sender: Callable[[list[tuple[str, int]]], None] | None = None
+        # How this process asks a worker for the vector store's upkeep (the API and the workers set one;
+        # without one, the store runs it after its own writes).
+        self.upkeep_sender: Callable[[], None] | None = None
 
     @cached_property
     def llm(self) -> LLM:
@@ -88,7 +91,21 @@ class Container:
         weaviate = s.weaviate.model_dump(exclude={"api_key"})
         weaviate["api_key"] = s.weaviate.api_key.get_secret_value() if s.weaviate.api_key else None
         fields = {"search_mode": s.search_mode, "hybrid_alpha": s.hybrid_alpha, **weaviate, **fields}
-        return _build("vector_store", s.provider, fields)  # type: ignore[no-any-return]
+        store = _build("vector_store", s.provider, fields)
+        hand_off = getattr(store, "hand_off_upkeep", None)
+        if hand_off is not None:
+            hand_off(self._hand_off_upkeep)
+        return store  # type: ignore[no-any-return]
+
+    def _hand_off_upkeep(self) -> bool:
+        """Ask a worker for the store's upkeep, at most once per ``upkeep_interval_seconds`` across every
+        process (a Redis key with that expiry); False when this process has no way to ask."""
+        if self.upkeep_sender is None:
+            return False
+        interval_ms = int(self.settings.vector_store.upkeep_interval_seconds * 1000)
+        if self.redis.set(self.settings.redis.key_prefix + "vector-upkeep:asked", "1", nx=True, px=interval_ms):
+            self.upkeep_sender()
+        return True
 
     @cached_property
     def engine(self) -> Engine:

@@ -84,6 +84,11 @@ class VectorStoreSettings(BaseModel):
         0.4, ge=0, le=1, description="Vector weight in hybrid search: 1 = vector only, 0 = keyword only"
     )
     weaviate: WeaviateSettings = WeaviateSettings()
+    # Writers ask a default-queue worker for the embedded store's upkeep at most this often, all processes
+    # together; each upkeep does everything due. Longer lets more one-job fragments pile up between them.
+    upkeep_interval_seconds: float = Field(
+        1.0, gt=0, le=60, description="LanceDB upkeep (compaction, indexing) is asked for at most this often"
+    )
     config: dict[str, Any] = Field(default_factory=dict)
 
 

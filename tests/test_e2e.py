@@ -4,6 +4,8 @@ LanceDB and the real embedder. POST → poll → SUCCEEDED → search.
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -47,6 +49,16 @@ def test_add_poll_search(stack: Stack) -> None:
     assert hits[0]["memory"] == "Lives in Paris"
     assert hits[0]["metadata"] == {"channel": "web"} and hits[0]["user_id"] == "ana"
     assert stack.client.post("/v1/memories/search/", json={"query": "Paris", "user_id": "zoe"}).json()["results"] == []
+
+
+def test_the_stores_upkeep_runs_as_a_task_on_the_worker(stack: Stack) -> None:
+    # The pipeline's writes ask for upkeep (workers/upkeep.py) instead of loading pylance themselves.
+    job = stack.wait_job(stack.add({"messages": [{"role": "user", "content": "I keep bees."}], "user_id": "upk"}))
+    assert job["status"] == "SUCCEEDED", job
+    deadline = time.monotonic() + 30
+    while not re.search(r"Task engram\.vector_upkeep\[[^]]+\] succeeded", stack.log("worker")):
+        assert time.monotonic() < deadline, "no engram.vector_upkeep task ran:\n" + stack.log("worker")[-3000:]
+        time.sleep(0.2)
 
 
 def test_infer_false_stores_each_message(stack: Stack) -> None:

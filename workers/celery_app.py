@@ -29,6 +29,7 @@ TASK_ROUTES = {
     "engram.embed": {"queue": QUEUE_DEFAULT},
     "engram.notify": {"queue": QUEUE_DEFAULT},
     "engram.export": {"queue": QUEUE_DEFAULT},
+    "engram.vector_upkeep": {"queue": QUEUE_DEFAULT},  # in one process, not in every writer (workers/upkeep.py)
     "engram.webhooks.deliver": {"queue": QUEUE_WEBHOOKS},
     "engram.webhooks.sweep": {"queue": QUEUE_WEBHOOKS},
     "engram.sweep": {"queue": QUEUE_DEFAULT},  # issue #8: re-sends jobs whose message was lost
@@ -92,6 +93,7 @@ app = Celery(
         "workers.graph",
         "workers.webhooks",
         "workers.sweeper",  # issue #8
+        "workers.upkeep",
     ],
 )
 # A module path, imported when Celery first needs its configuration: settings are not read at import.

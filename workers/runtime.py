@@ -11,7 +11,10 @@ _container: Container | None = None
 def container() -> Container:
     global _container
     if _container is None:
+        from workers.upkeep import send_upkeep  # the task module imports this one
+
         _container = Container(get_settings())
+        _container.upkeep_sender = send_upkeep  # the store's upkeep runs on one worker (workers/upkeep.py)
     return _container
 
 

@@ -11,7 +11,8 @@ searches unindexed rows by a flat scan), upserted rows answer with their new tex
 rows never come back, and racing ``optimize()`` calls only ever lose a retryable commit conflict.
 Correctness therefore never waits for the index; the upkeep after each write (``lance_upkeep``:
 tiered compaction of the small fragments one-job-per-commit writes leave, new rows into the indexes,
-old versions out) only keeps queries short.
+old versions out) only keeps queries short. A process that can hand it to a worker does
+(``hand_off_upkeep``): only the process that runs it loads ``pylance``.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class LanceVectorStore:
         self._keyword_pool: tuple[int, ThreadPoolExecutor] | None = None
         self._upkeep_paused_until = 0.0
         self._cleaned_at = -float("inf")
+        self._hand_off: Callable[[], bool] | None = None
 
     # -- setup ---------------------------------------------------------------------------------
     def _schema(self) -> pa.Schema:
@@ -207,10 +209,26 @@ class LanceVectorStore:
     def _dataset_dir(self) -> Path:
         return self.config.path / f"{self.config.table}.lance"
 
+    def hand_off_upkeep(self, hand_off: Callable[[], bool]) -> None:
+        """After each write, ask ``hand_off`` to have the upkeep run elsewhere (it answers whether it did)
+        instead of running it here. Upkeep needs ``pylance``, ~66 MB resident in every process that loads
+        it (bench/, an LLM worker's smaps), so the processes that only write hand it to one worker."""
+        self._hand_off = hand_off
+
+    def upkeep(self) -> None:
+        """Do the upkeep that is due now, here (the task a hand-off asks for calls this)."""
+        self._upkeep()
+
     def _after_write(self) -> None:
         """Upkeep when due (``lance_upkeep``), checked after every write: the check reads a manifest and a
         directory listing (under a millisecond at 100k memories), while every small fragment left to pile up
         costs each query (5 ms over 10 one-job fragments, 19 ms over 100)."""
+        if self._hand_off is not None:
+            try:
+                if self._hand_off():
+                    return
+            except Exception as exc:  # e.g. Redis or the broker down: the write has committed; upkeep runs here
+                log.warning("could not hand lance upkeep to a worker; running it here: %s", exc)
         try:
             self._upkeep()
         except (OSError, RuntimeError, ValueError) as exc:

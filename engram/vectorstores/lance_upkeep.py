@@ -1,5 +1,6 @@
-"""Upkeep of the embedded LanceDB table, run by whichever process writes: tiered compaction, folding new
-rows into the indexes, dropping old versions.
+"""Upkeep of the embedded LanceDB table: tiered compaction, folding new rows into the indexes, dropping old
+versions. The API and the workers hand it to a worker on the default queue (``workers/upkeep.py``); a
+process with no broker (the CLI, the tests' in-process stores) runs it after its own writes.
 
 Why tiered: Lance merges every fragment smaller than its target (a million rows by default) into one, so
 with the default each compaction rewrote the whole table until it held a million memories. Measured at
@@ -12,7 +13,7 @@ query still meets at most ``FANOUT`` fragments per tier (each costs it ~0.5 ms: 
 
 The fragment sizes and compaction options come from ``pylance`` (the same Lance 13 that lancedb 0.40 embeds;
 lancedb's own ``optimize()`` cannot be given a target). It is imported here only, on a process's first
-check: it adds ~40 MB to each process that writes.
+upkeep: its native library alone is ~66 MB resident in a worker, which is why upkeep is handed off.
 """
 
 from __future__ import annotations
