@@ -7,6 +7,7 @@ no network. It answers engram's prompts with valid JSON derived from the request
 
 from __future__ import annotations
 
+import logging
 import math
 import socket
 import threading
@@ -71,6 +72,22 @@ def test_extraction_returns_the_facts_derived_from_the_user_message(stub: LLMStu
         sent[1]["content"] == "Conversation:\nuser: Hi! My name is Ana. I live in Paris and I love hiking.\n"
         "assistant: I love that you hike!"
     )
+
+
+def test_a_call_writes_no_info_lines_under_a_workers_info_level(
+    stub: LLMStub, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Celery worker runs with the root logger at INFO; litellm wrote two lines per call there.
+    monkeypatch.delenv("LITELLM_LOG", raising=False)
+    root, before = logging.getLogger(), logging.getLogger().level
+    root.setLevel(logging.INFO)
+    try:
+        make_llm(stub).extract_facts([user("I live in Paris.")])
+    finally:
+        root.setLevel(before)
+    captured = capfd.readouterr()
+    assert "LiteLLM" not in captured.err + captured.out
+    assert len(stub.requests) == 1
 
 
 def test_request_carries_model_json_mode_temperature_and_key(stub: LLMStub) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import Any
@@ -16,6 +17,7 @@ from engram.llm.ratelimit import RateLimiter, estimate_tokens
 
 # Waits for the shared rate limit up to this long inside the call; past it the task retries later.
 INLINE_RATE_LIMIT_WAIT_SECONDS = 2.0
+LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
 
 
 def import_litellm() -> Any:
@@ -29,6 +31,11 @@ def import_litellm() -> Any:
 
     litellm.telemetry = False
     litellm.DEFAULT_MAX_RETRIES = 0  # type: ignore[misc]
+    # litellm's loggers follow the root level, so under a worker's --loglevel=INFO every call wrote two
+    # INFO lines, which Celery's stderr redirect then logged once more. LITELLM_LOG still sets it.
+    level = logging.getLevelName(os.environ.get("LITELLM_LOG", "WARNING").upper())
+    for name in LITELLM_LOGGERS:
+        logging.getLogger(name).setLevel(level if isinstance(level, int) else logging.WARNING)
     return litellm
 
 
