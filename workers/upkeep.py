@@ -2,7 +2,8 @@
 
 Writers ask at most once per ``vector_store.upkeep_interval_seconds`` across the deployment
 (``Container._hand_off_upkeep``). One runs at a time: a second that arrives while the first still
-compacts finds the lock held and leaves it, since the first does everything due.
+compacts finds the lock held and is dropped; what fell due meanwhile is done by the next ask's task.
+The queue is the default one, so an upkeep waits behind the embedding tasks queued before it.
 """
 
 from __future__ import annotations
