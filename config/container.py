@@ -39,6 +39,10 @@ def _build(kind: str, name: str, fields: dict[str, Any]) -> Any:
     return cls(config_model.model_validate(known))
 
 
+# Set (with the interval as expiry) by whichever process last asked a worker for the store's upkeep.
+UPKEEP_ASKED_KEY = "vector-upkeep:asked"
+
+
 class Container:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -102,8 +106,8 @@ class Container:
         process (a Redis key with that expiry); False when this process has no way to ask."""
         if self.upkeep_sender is None:
             return False
-        interval_ms = int(self.settings.vector_store.upkeep_interval_seconds * 1000)
-        if self.redis.set(self.settings.redis.key_prefix + "vector-upkeep:asked", "1", nx=True, px=interval_ms):
+        interval_ms = max(1, int(self.settings.vector_store.upkeep_interval_seconds * 1000))  # Redis refuses px=0
+        if self.redis.set(self.settings.redis.key_prefix + UPKEEP_ASKED_KEY, "1", nx=True, px=interval_ms):
             self.upkeep_sender()
         return True
 

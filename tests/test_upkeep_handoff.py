@@ -14,7 +14,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from config.container import Container
+from config.container import UPKEEP_ASKED_KEY, Container
 from engram.vectorstores import lance_upkeep
 from tests.conftest import make_settings
 from tests.contract.helpers import record
@@ -35,7 +35,7 @@ def container(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -
     yield c
     c.close()
     with redis.Redis.from_url(settings.redis.url) as r:
-        r.delete(settings.redis.key_prefix + "vector-upkeep:asked")
+        r.delete(settings.redis.key_prefix + UPKEEP_ASKED_KEY)
 
 
 def _write(c: Container) -> None:
