@@ -115,6 +115,12 @@ class VectorStore(Protocol):
         """Insert or replace by id."""
         ...
 
+    def insert(self, records: Sequence[MemoryRecord]) -> None:
+        """Add memories whose ids the store does not hold: what ``upsert`` does for them, where a store
+        can do it cheaper (LanceDB appends instead of joining on id). Given an id it already holds, a
+        store may keep two rows, so callers pass only ids nothing else can have written."""
+        ...
+
     def delete(self, ids: Sequence[str], *, project_id: str | None = None) -> None:
         """Delete by id; unknown ids are ignored. Give ``project_id`` when known: without it a store
         partitioned by project (Weaviate's tenants) has to look in every project."""

@@ -22,8 +22,8 @@ def ingest(c: Container, job_id: str, text: str, *, infer: bool = True) -> list[
         job_id=job_id, facts=facts, vectors=vectors, scope=SCOPE, store=c.vector_store, llm=c.llm,
         embedder=c.embedder, infer=infer, k=5, roles=["user"] * len(facts) if not infer else None,
     )
-    events, history = apply_plan(job_id=job_id, plan=plan, vectors=vectors, scope=SCOPE,
-                                 store=c.vector_store, options=WriteOptions(metadata={"source": "test"}))
+    events, history = apply_plan(job_id=job_id, plan=plan, vectors=vectors, scope=SCOPE, store=c.vector_store,
+                                 options=WriteOptions(metadata={"source": "test"}), first_apply=True)
     c.history.record("p1", history)
     return [e.model_dump() for e in events]
 
@@ -61,14 +61,15 @@ def test_infer_false_stores_messages_verbatim(container: Container) -> None:
 
 
 def test_applying_a_plan_twice_changes_nothing(container: Container) -> None:
+    # As the worker does: the first application appends the ADDs, a redelivery upserts them.
     facts = ["Lives in Paris", "Plays chess"]
     vectors = embed_facts(facts, container.embedder)
     plan = plan_changes(job_id="j1", facts=facts, vectors=vectors, scope=SCOPE, store=container.vector_store,
                         llm=HeuristicLLM(), embedder=container.embedder, infer=True, k=5)
     results = []
-    for _ in range(2):
+    for first_apply in (True, False):
         events, history = apply_plan(job_id="j1", plan=plan, vectors=vectors, scope=SCOPE,
-                                     store=container.vector_store)
+                                     store=container.vector_store, first_apply=first_apply)
         container.history.record("p1", history)
         results.append((events, container.vector_store.list(project_id="p1", where=exact_scope(SCOPE), limit=10)))
     assert results[0][0] == results[1][0]

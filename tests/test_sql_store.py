@@ -32,6 +32,18 @@ def test_job_lifecycle(sql_engine: sa.Engine) -> None:
     assert job.finished_at is not None and job.created_at.tzinfo is not None
 
 
+def test_the_first_saved_plan_stays(sql_engine: sa.Engine) -> None:
+    # Only the delivery whose plan is saved may append its ADDs (workers/reconcile.py); any later one re-applies it.
+    jobs = JobStore(sql_engine)
+    jobs.create("j1", "p1", {"messages": [{"role": "user", "content": "hi"}]}, {"user_id": "ana"})
+    first = [{"event": "ADD", "memory_id": "m1", "text": "Likes tea"}]
+    assert jobs.save_plan("j1", first) is True
+    assert jobs.save_plan("j1", [{"event": "ADD", "memory_id": "m9", "text": "other"}]) is False
+    job = jobs.get("j1")
+    assert job is not None and job.plan == first
+    assert jobs.save_plan("missing", first) is False
+
+
 def test_events_and_history_are_recorded_once(sql_engine: sa.Engine) -> None:
     jobs, history = JobStore(sql_engine), HistoryStore(sql_engine)
     jobs.create("j1", "p1", {}, {})

@@ -14,6 +14,7 @@ from celery import Celery, signals
 
 from config.settings import Settings, get_settings
 from engram.graph.routing import GraphWorkerMisconfigured, owned_shard, route_graph_task
+from workers.redis_transport import TRANSPORT
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery's configuration, derived from engram's settings (DESIGN.md #8)."""
     return {
         "broker_url": settings.redis.url,
+        # redis:// only: other schemes (rediss, sentinel) keep the transport kombu picks for them.
+        "broker_transport": TRANSPORT if settings.redis.url.startswith("redis://") else None,
         # Job state lives in SQL (DESIGN.md #1); Celery keeps no results.
         "result_backend": None,
         "task_ignore_result": True,

@@ -24,7 +24,7 @@ def reconcile_work(c: Container, job: Job) -> dict[str, Any]:
     options = WriteOptions.from_request(request, project.get("custom_categories"))
     scope = scope_of(job)
     facts, vectors = job.facts or [], job.embeddings or []
-    plan = job.plan
+    plan, first_apply = job.plan, False
     if plan is None:
         plan = plan_changes(
             job_id=job.id,
@@ -41,10 +41,14 @@ def reconcile_work(c: Container, job: Job) -> dict[str, Any]:
             or c.settings.pipeline.custom_update_memory_prompt,
             options=options,
         )
-        # Persisted before any write: a redelivery re-applies this plan instead of deciding anew.
-        c.jobs.save_plan(job.id, plan)
-    else:
-        # Issue #8: an earlier attempt died before committing; jobs of the scope that ran since win.
+        # Persisted before any write: a redelivery re-applies this plan instead of deciding anew. Saved
+        # only if no other delivery saved one first (two can overlap only after the scope lock expired).
+        first_apply = c.jobs.save_plan(job.id, plan)
+        if not first_apply:
+            plan = (c.jobs.get(job.id) or job).plan or plan
+    if not first_apply:
+        # Issue #8: an earlier attempt saved this plan and died before committing (or overlaps us): jobs
+        # of the scope that ran since win.
         plan = mark_overtaken(plan, vectors=vectors, scope=scope, store=c.vector_store, infer=request.infer)
     events, history = apply_plan(
         job_id=job.id,
@@ -53,6 +57,7 @@ def reconcile_work(c: Container, job: Job) -> dict[str, Any]:
         scope=scope,
         store=c.vector_store,
         options=options,
+        first_apply=first_apply,
     )
     with c.engine.begin() as conn:
         c.history.record(job.project_id, history, conn=conn)

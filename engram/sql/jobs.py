@@ -316,6 +316,11 @@ class JobStore:
         ]
 
     @retrying
-    def save_plan(self, job_id: str, plan: list[dict[str, Any]]) -> None:
+    def save_plan(self, job_id: str, plan: list[dict[str, Any]]) -> bool:
+        """Save the job's reconcile plan unless one is saved already; True when this one was saved."""
+        jobs = tables.jobs
         with self.engine.begin() as conn:
-            conn.execute(update(tables.jobs).where(tables.jobs.c.id == job_id).values(plan=plan, updated_at=utcnow()))
+            saved = conn.execute(
+                update(jobs).where(jobs.c.id == job_id, jobs.c.plan.is_(None)).values(plan=plan, updated_at=utcnow())
+            )
+        return bool(saved.rowcount)

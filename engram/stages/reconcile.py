@@ -1,8 +1,8 @@
 """Stage 3: reconcile new facts with what the scope already holds, then apply the decisions.
 
 Split in two so a redelivered task changes nothing: ``plan_changes`` decides (and the caller
-persists the plan), ``apply_plan`` writes it with deterministic ids and upserts, so applying the
-same plan twice leaves the stores as applying it once. Both run under the scope lock.
+persists the plan), ``apply_plan`` writes it with deterministic ids and upserts (appends on its first
+application), so applying the same plan twice leaves the stores as applying it once. Both run under the scope lock.
 """
 
 from __future__ import annotations
@@ -281,16 +281,20 @@ def apply_plan(
     store: VectorStore,
     options: WriteOptions | None = None,
     now: datetime | None = None,
+    first_apply: bool = False,
 ) -> tuple[list[MemoryEvent], list[HistoryChange]]:
     """Write the plan to the vector store; return the events and history rows for the SQL commit.
 
     Idempotent: upserts by deterministic id, deletes of missing ids are no-ops, and the returned
     rows carry deterministic keys so recording them twice inserts them once. Entries marked
     ``overtaken`` (``mark_overtaken``) are skipped; the others keep their position, hence their keys.
+    ``first_apply``: the plan was just saved by this caller (``JobStore.save_plan``), so no earlier
+    attempt can have written its ADDs; they are appended (``VectorStore.insert``) rather than upserted.
     """
     options = options or WriteOptions()
     updated_at = now or datetime.now(UTC)
     upserts: list[MemoryRecord] = []
+    inserts: list[MemoryRecord] = []
     deletes: list[str] = []
     events: list[MemoryEvent] = []
     history: list[HistoryChange] = []
@@ -320,7 +324,7 @@ def apply_plan(
         record_metadata = dict(entry.get("metadata") or options.metadata or {})
         if entry.get("role"):
             record_metadata.setdefault("role", entry["role"])
-        upserts.append(
+        (inserts if added and first_apply else upserts).append(
             MemoryRecord(
                 id=entry["memory_id"],
                 memory=entry["text"],
@@ -336,6 +340,7 @@ def apply_plan(
                 immutable=options.immutable and added,
             )
         )
+    store.insert(inserts)
     store.upsert(upserts)
     store.delete(deletes, project_id=scope.project_id)
     return events, history

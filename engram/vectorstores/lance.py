@@ -274,6 +274,17 @@ class LanceVectorStore:
         )
         self._after_write()
 
+    def insert(self, records: Sequence[MemoryRecord]) -> None:
+        """An append: merge_insert joins the batch with every id in the table, which costs 2-5x the
+        append and grows with the unindexed fragments between upkeeps (3 rows into 2,000 in 10-30 small
+        fragments: 12-31 against 3-6 ms CPU)."""
+        if not records:
+            return
+        table = self._open()
+        data = pa.Table.from_pylist([self._row(r) for r in records], schema=self._schema())
+        self._retry_commit(lambda: table.add(data))
+        self._after_write()
+
     def delete(self, ids: Sequence[str], *, project_id: str | None = None) -> None:
         if not ids:
             return

@@ -167,6 +167,10 @@ class WeaviateVectorStore:
             for start in range(0, len(group), self.config.batch_size):
                 self._insert_batch(name, tenant, group[start : start + self.config.batch_size])
 
+    def insert(self, records: Sequence[MemoryRecord]) -> None:
+        # Every Weaviate write is by uuid already: nothing cheaper to do for new ids.
+        self.upsert(records)
+
     def _insert_batch(self, name: str, tenant: Any, batch: Sequence[MemoryRecord]) -> None:
         objects = [
             DataObject(properties=to_properties(r), uuid=object_uuid(r.id), vector=[float(v) for v in r.vector])

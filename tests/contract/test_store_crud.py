@@ -53,6 +53,20 @@ def test_upsert_by_id_replaces_and_update_changes_fields(store: VectorStore, pro
     assert ids(store.search([0, 1, 0, 0], project_id=project, limit=5)) == ["m1"]
 
 
+def test_inserted_memories_are_found_like_upserted_ones_and_upsert_over_them(store: VectorStore, project: str) -> None:
+    # insert: new ids only (a plan's first application); what it writes must read back as upsert's does.
+    store.insert([record("m1", project, [1, 0, 0, 0], "Ana keeps bees"), record("m2", project, [0, 1, 0, 0])])
+    store.insert([])
+    got = store.get("m1", project)
+    assert got is not None and got.memory == "Ana keeps bees" and got.vector == pytest.approx([1, 0, 0, 0])
+    assert ids(store.search([0, 1, 0, 0], project_id=project, limit=1)) == ["m2"]
+    assert ids(store.search([0, 0, 1, 0], project_id=project, limit=5, query_text="bees", mode="hybrid"))[0] == "m1"
+    store.upsert([record("m1", project, [0, 0, 1, 0], "Ana sold her bees")])
+    assert store.count(project_id=project) == 2
+    got = store.get("m1", project)
+    assert got is not None and got.memory == "Ana sold her bees"
+
+
 def test_a_batch_larger_than_one_write_is_stored_whole(new_store: StoreFactory, project: str) -> None:
     store = new_store(batch_size=7)  # Weaviate writes it in 5 batches; other stores ignore the setting
     store.upsert([record(f"m{i}", project, [1, i / 50, 0, 0], minutes=i) for i in range(30)])
