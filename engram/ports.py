@@ -118,7 +118,8 @@ class VectorStore(Protocol):
     def insert(self, records: Sequence[MemoryRecord]) -> None:
         """Add memories whose ids the store does not hold: what ``upsert`` does for them, where a store
         can do it cheaper (LanceDB appends instead of joining on id). Given an id it already holds, a
-        store may keep two rows, so callers pass only ids nothing else can have written."""
+        store may keep two rows, so callers pass only ids nothing else can have written. Optional for
+        third-party stores: without it, ``apply_plan`` upserts."""
         ...
 
     def delete(self, ids: Sequence[str], *, project_id: str | None = None) -> None:

@@ -78,6 +78,30 @@ def test_applying_a_plan_twice_changes_nothing(container: Container) -> None:
     assert sum(len(container.history.for_memory("p1", e.id)) for e in results[0][0]) == 2
 
 
+class StoreWithoutInsert:
+    """A third-party store written before ``insert`` joined the port: everything but ``insert``."""
+
+    def __init__(self, store: object) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> object:
+        if name == "insert":
+            raise AttributeError(name)
+        return getattr(self._store, name)
+
+
+def test_a_store_without_insert_gets_the_adds_upserted(container: Container) -> None:
+    facts = ["Lives in Paris", "Plays chess"]
+    vectors = embed_facts(facts, container.embedder)
+    store = StoreWithoutInsert(container.vector_store)
+    plan = plan_changes(job_id="j1", facts=facts, vectors=vectors, scope=SCOPE, store=store,
+                        llm=HeuristicLLM(), embedder=container.embedder, infer=True, k=5)
+    events, _ = apply_plan(job_id="j1", plan=plan, vectors=vectors, scope=SCOPE, store=store,
+                           first_apply=True)
+    assert [e.event for e in events] == ["ADD", "ADD"]
+    assert container.vector_store.count(project_id="p1", where=exact_scope(SCOPE)) == 2
+
+
 def test_llm_ids_are_mapped_back_and_invalid_ones_dropped(container: Container) -> None:
     ingest(container, "j0", "I live in Paris.")
     existing = container.vector_store.list(project_id="p1", where=exact_scope(SCOPE), limit=10)

@@ -1,8 +1,9 @@
 """Stage 3: reconcile new facts with what the scope already holds, then apply the decisions.
 
 Split in two so a redelivered task changes nothing: ``plan_changes`` decides (and the caller
-persists the plan), ``apply_plan`` writes it with deterministic ids and upserts (appends on its first
-application), so applying the same plan twice leaves the stores as applying it once. Both run under the scope lock.
+persists the plan), ``apply_plan`` writes it with deterministic ids and upserts (appends on its
+first application), so applying the same plan twice leaves the stores as applying it once. Both run
+under the scope lock.
 """
 
 from __future__ import annotations
@@ -340,7 +341,8 @@ def apply_plan(
                 immutable=options.immutable and added,
             )
         )
-    store.insert(inserts)
+    # A third-party store written before ``insert`` joined the port upserts them: the same rows.
+    getattr(store, "insert", store.upsert)(inserts)
     store.upsert(upserts)
     store.delete(deletes, project_id=scope.project_id)
     return events, history
