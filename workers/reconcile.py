@@ -25,6 +25,16 @@ def reconcile_work(c: Container, job: Job) -> dict[str, Any]:
     scope = scope_of(job)
     facts, vectors = job.facts or [], job.embeddings or []
     plan, first_apply = job.plan, False
+    recorded = c.jobs.events(job.id) if plan is not None else []
+    if recorded:
+        # An earlier attempt wrote the store and committed its events, then died before the stage was marked
+        # done: all of its writes are in. Re-applying would undo what jobs of the scope did since whenever
+        # one of them put back the very text this plan updated from (test_worker_kill found that). Only its
+        # webhook deliveries may not have been sent: the outbox answers those still waiting.
+        with c.engine.begin() as conn:
+            deliveries = webhooks.memory_events_outbox(conn, job, recorded)
+        webhooks.enqueue(deliveries)
+        return {}
     if plan is None:
         plan = plan_changes(
             job_id=job.id,

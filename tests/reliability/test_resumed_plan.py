@@ -110,3 +110,33 @@ def test_a_plan_that_nothing_overtook_is_applied_whole(container: Container, mon
         assert finish(container, job) == events  # once more (a duplicate delivery): nothing changes
     assert stored(container) == ["Collects stamps", "Plays chess", "Speaks Finnish"]
     assert history_of(container, "Collects stamps") == [("ADD", "Collects stamps")]
+
+
+def test_a_committed_plan_is_not_applied_again(container: Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    # b's reconcile committed (store and events) and its worker died before marking the stage done; c then
+    # moved the memory back to the text b had updated from. b's redelivery must not move it again.
+    assert [e for e, _ in finish(container, embedded(container, "I live in Lima."))] == ["ADD"]
+    b = embedded(container, "I live in Oslo.")
+    assert finish(container, b) == [("UPDATE", "Lives in Oslo")]
+    assert finish(container, embedded(container, "I live in Lima.")) == [("UPDATE", "Lives in Lima")]
+    assert finish(container, b) == [("UPDATE", "Lives in Oslo")]  # the redelivery: its events as recorded
+    assert stored(container) == ["Lives in Lima"]
+    assert history_of(container, "Lives in Lima")[-1] == ("UPDATE", "Lives in Lima")
+
+
+def test_a_committed_plan_still_sends_its_webhooks(container: Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The worker died after the commit that wrote the outbox rows and before it sent them: the redelivery,
+    # which writes nothing, still sends the deliveries waiting for their first attempt.
+    from workers import webhooks
+
+    container.webhooks.create(PROJECT, "h", "https://example.com/hook", ["memory_add"])
+    sent: list[str] = []
+    monkeypatch.setattr(webhooks, "enqueue", lambda queued: sent.extend(d for d, _ in queued))
+    job = embedded(container, "I keep bees.")
+    with monkeypatch.context() as died:
+        died.setattr(webhooks, "enqueue", lambda queued: None)  # committed, never sent
+        assert finish(container, job) == [("ADD", "Keeps bees")]
+    assert sent == []
+    assert finish(container, job) == [("ADD", "Keeps bees")]
+    assert len(sent) == 1  # the one memory_add delivery
+    assert stored(container) == ["Keeps bees"]
