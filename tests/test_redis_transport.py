@@ -29,13 +29,15 @@ def test_messages_go_through_and_every_publish_shares_the_client(redis_url: str,
         assert isinstance(conn.transport, Transport)
         queue = conn.SimpleQueue("transport-test")
         try:
-            for i in range(3):
+            queue.put({"n": 0})
+            shared = conn.default_channel._shared
+            for i in (1, 2):
                 queue.put({"n": i})
             got = [queue.get(timeout=5) for _ in range(3)]
             for message in got:
                 message.ack()
             assert [m.payload["n"] for m in got] == [0, 1, 2]
-            assert conn.default_channel._shared is not None
+            assert shared is not None and conn.default_channel._shared is shared
         finally:
             queue.clear()
             queue.close()
