@@ -7,7 +7,8 @@ BM25 sparse vectors included) with the payload mem0 itself writes. Searches are 
 warm-ups, one random scope each:
 
 - engram API: ``POST /v3/memories/search/`` through a real API process (client-side time);
-- engram in-process: what that route runs (``engram.memories.search``: embed + Lance search);
+- engram in-process: what that route runs (``engram.memories.search``: embed + Lance search, read
+  through pylance as in the API);
 - mem0: ``Memory.search`` (hybrid: spaCy lemmas + entities, dense + BM25 via its store).
 """
 
@@ -158,6 +159,7 @@ def run(
     try:
         stack.bootstrap()
         c = Container(stack.settings())
+        c.vector_store.search_with_pylance()  # type: ignore[attr-defined]  # as the API's store answers searches
         stack.start_api()
         results["engram_search_mode"] = getattr(c.settings.vector_store, "search_mode", "vector")
 

@@ -196,6 +196,8 @@ def import_documents(c: Container, project_id: str, head: dict[str, Any], docs: 
         )
         for d, vector in zip(docs, vectors, strict=True)
     ]
+    # Written scope by scope: each write's rows land side by side, and a search reads one scope's rows.
+    records.sort(key=lambda r: (r.scope.user_id, r.scope.agent_id, r.scope.run_id))
     for start in range(0, len(records), 500):
         c.vector_store.upsert(records[start : start + 500])
     c.exports.restore_history(project_id, [h for d in docs for h in d.get("history", [])])

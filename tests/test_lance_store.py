@@ -136,6 +136,30 @@ def test_a_read_whose_version_was_cleaned_up_reads_the_latest(tmp_path: Path) ->
     assert reader.count(project_id="p1") == 6
 
 
+def test_a_native_search_whose_version_was_cleaned_up_reads_the_latest(tmp_path: Path) -> None:
+    writer = store(tmp_path)
+    for i in range(5):
+        writer.upsert([record(f"m{i}", "p1", [1, i, 0, 0], f"entry {i}")])
+    reader = store(tmp_path)
+    reader.search_with_pylance()
+    assert ids(reader.search([1, 4, 0, 0], project_id="p1", limit=1, mode="vector")) == ["m4"]
+    native = reader._native_reader()
+    assert native is not None
+    stale = native.latest()
+    writer.upsert([record("m5", "p1", [1, 5, 0, 0], "entry 5 about kayaking")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        writer._open().optimize(cleanup_older_than=timedelta(0))  # the stale version's files are gone
+    checked = native.latest
+    # The first query stands for one that checked the version just before the cleanup removed it.
+    calls = iter([stale])
+    native.latest = lambda: next(calls, None) or checked()  # type: ignore[method-assign]
+    assert ids(reader.search([1, 5, 0, 0], project_id="p1", limit=1, mode="vector")) == ["m5"]
+    calls = iter([stale])
+    found = reader.search([1, 5, 0, 0], project_id="p1", limit=1, query_text="kayaking", mode="hybrid", alpha=0)
+    assert ids(found) == ["m5"]
+
+
 def test_compaction_is_due_a_tier_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lance_upkeep, "TIERS", (10, 100, 1000))
     monkeypatch.setattr(lance_upkeep, "FANOUT", 2)
@@ -194,3 +218,17 @@ def test_new_tables_use_the_storage_format_that_reads_scattered_rows_faster(tmp_
 
     store(tmp_path).ping()
     assert pylance.dataset(str(tmp_path / "memories.lance")).data_storage_version == lance.DATA_STORAGE_VERSION
+
+
+def test_a_writes_rows_are_stored_scope_by_scope_and_stay_so_through_compaction(tmp_path: Path) -> None:
+    import lance as pylance
+
+    s = store(tmp_path)
+    for batch in range(2):  # interleaved users, as a bulk load over many users writes them
+        s.upsert([record(f"m{batch}-{i}", "p1", [1, i, 0, 0], f"note {i}", user_id=f"u{i % 4}") for i in range(12)])
+    s.optimize()
+    table = pylance.dataset(str(tmp_path / "memories.lance"))
+    assert len(table.get_fragments()) == 1
+    owners = table.to_table(columns=["user_id"])["user_id"].to_pylist()
+    assert owners == sorted(owners[:12]) + sorted(owners[12:])  # each write's rows in scope order, in one fragment
+    assert s.count(project_id="p1", where=parse({"user_id": "u2"})) == 6

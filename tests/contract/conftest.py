@@ -53,7 +53,9 @@ def weaviate_collection() -> Iterator[str]:
         client.close()
 
 
-@pytest.fixture(params=["lance", "weaviate-model", pytest.param("weaviate", marks=pytest.mark.weaviate)])
+@pytest.fixture(
+    params=["lance", "lance-native", "weaviate-model", pytest.param("weaviate", marks=pytest.mark.weaviate)]
+)
 def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     """Makes stores of one kind over the same data, as separate processes would see it."""
     kind = request.param
@@ -64,8 +66,10 @@ def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreF
     def make(**overrides: Any) -> VectorStore:
         options = {"dimensions": DIM} | overrides
         store: Any
-        if kind == "lance":
+        if kind.startswith("lance"):
             store = LanceVectorStore(LanceConfig(path=tmp_path / "lance", **options))
+            if kind == "lance-native":
+                store.search_with_pylance()  # as the API's store answers searches
         elif kind == "weaviate-model":
             store = WeaviateVectorStore(WeaviateConfig(**options), client_factory=lambda _: model)
         else:
