@@ -232,3 +232,47 @@ def test_a_writes_rows_are_stored_scope_by_scope_and_stay_so_through_compaction(
     owners = table.to_table(columns=["user_id"])["user_id"].to_pylist()
     assert owners == sorted(owners[:12]) + sorted(owners[12:])  # each write's rows in scope order, in one fragment
     assert s.count(project_id="p1", where=parse({"user_id": "u2"})) == 6
+
+
+def test_native_searches_answer_exactly_as_lancedb_does(tmp_path: Path) -> None:
+    import random
+
+    rng = random.Random(7)
+    words = ["violin", "cello", "kayak", "sailing", "tea", "coffee", "lisbon", "vienna", "cat", "dog", "garden"]
+    rows = [
+        record(
+            f"m{i:03d}",
+            "p1",
+            [rng.uniform(-1, 1) for _ in range(DIM)],
+            " ".join(rng.sample(words, 3)),
+            user_id=f"u{i % 5}",
+            metadata={"n": i},
+            categories=[rng.choice(["music", "travel"])],
+        )
+        for i in range(300)
+    ]
+    for start in range(0, len(rows), 60):  # several writes, interleaved users, some rows rewritten
+        store(tmp_path).upsert(rows[start : start + 60])
+    store(tmp_path).upsert([record("m007", "p1", [1, 0, 0, 0], "a violin maker in vienna", user_id="u2")])
+    plain, native = store(tmp_path), store(tmp_path)
+    native.search_with_pylance()
+    calls: list[dict[str, object]] = []
+    for i in range(40):
+        user, query = f"u{i % 5}", " ".join(rng.sample(words, 2))
+        calls += [
+            {"where": parse({"user_id": user}), "query_text": query, "limit": 10},
+            {"where": parse({"user_id": user}), "query_text": query, "limit": 3, "alpha": 0.0},
+            {"where": parse({"user_id": user}), "query_text": query, "limit": 5, "threshold": 0.2},
+            {"where": parse({"user_id": user, "categories": "music"}), "query_text": query, "limit": 5},
+            {"where": parse({"user_id": user}), "limit": 4, "include_vectors": True},
+        ]
+    for call in calls:
+        vector = [rng.uniform(-1, 1) for _ in range(DIM)]
+        answers = [
+            [(r.id, round(r.score or 0, 9), r.memory, r.vector, r.metadata, r.categories) for r in s.search(
+                vector, project_id="p1", **call  # type: ignore[arg-type]
+            )]
+            for s in (plain, native)
+        ]
+        assert answers[0] == answers[1], call
+        assert answers[0] or "threshold" in call

@@ -8,6 +8,8 @@ serving process can spare and the workers, which only write and reconcile, do no
 
 Every query first checks for the table's latest version (one listing of ``_versions/``), as lancedb's
 ``read_consistency_interval=0`` does: a search sees every write committed before it began, from any process.
+Each found row carries its ``_rowid``, so a hybrid search can rank on ids and scores and then read only the
+winners' rows from the same version (``LanceVectorStore._hybrid_by_ids``).
 """
 
 from __future__ import annotations
@@ -34,12 +36,25 @@ class NativeReader:
             dataset = self._dataset = dataset.checkout_version(latest)
         return dataset
 
-    def nearest(self, vector: Sequence[float], sql: str, columns: list[str], limit: int) -> list[dict[str, Any]]:
+    def nearest(
+        self, vector: Sequence[float], sql: str, columns: list[str], limit: int, dataset: Any = None
+    ) -> list[dict[str, Any]]:
         target = {"column": "vector", "q": np.asarray(vector, dtype="float32"), "k": limit, "metric": "cosine"}
-        found = self.latest().to_table(filter=sql, prefilter=True, columns=columns, nearest=target)
+        found = (dataset or self.latest()).to_table(
+            filter=sql, prefilter=True, columns=columns, nearest=target, with_row_id=True
+        )
         return found.to_pylist()  # type: ignore[no-any-return]
 
-    def keyword(self, text: str, sql: str, columns: list[str], limit: int) -> list[dict[str, Any]]:
+    def keyword(
+        self, text: str, sql: str, columns: list[str], limit: int, dataset: Any = None
+    ) -> list[dict[str, Any]]:
         query = {"query": text, "columns": [self._text_column]}
-        found = self.latest().to_table(filter=sql, prefilter=True, columns=columns, full_text_query=query, limit=limit)
+        found = (dataset or self.latest()).to_table(
+            filter=sql, prefilter=True, columns=columns, full_text_query=query, limit=limit, with_row_id=True
+        )
         return found.to_pylist()  # type: ignore[no-any-return]
+
+    def rows(self, dataset: Any, row_ids: list[int], columns: list[str]) -> list[dict[str, Any]]:
+        """The rows ``nearest`` or ``keyword`` found on ``dataset`` (by their ``_rowid``), in that order.
+        ``_take_rows`` is pylance's take by row id (private in 13.0.0, which pyproject pins)."""
+        return dataset._take_rows(row_ids, columns=columns).to_pylist()  # type: ignore[no-any-return]
