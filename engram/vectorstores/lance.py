@@ -442,8 +442,10 @@ class LanceVectorStore:
         include_vectors: bool,
     ) -> list[MemoryRecord]:
         native = self._native_reader()
-        if native is not None and residual is None and threshold is None:
-            return self._read(lambda: self._hybrid_by_ids(native, vector, text, sql, limit, alpha, include_vectors))
+        if native is not None and residual is None:
+            return self._read(
+                lambda: self._hybrid_by_ids(native, vector, text, sql, limit, alpha, threshold, include_vectors)
+            )
         wanted = hybrid.candidates_for(limit)
         # A keyword hit's relevance to the query is its cosine similarity, which the threshold is about:
         # hits the vector ranking did not bring need their vectors to tell it.
@@ -476,6 +478,7 @@ class LanceVectorStore:
         sql: str,
         limit: int,
         alpha: float,
+        threshold: float | None,
         include_vectors: bool,
     ) -> list[MemoryRecord]:
         """``_hybrid`` ranking on ids and scores alone, then reading only the winners' rows: otherwise each
@@ -490,6 +493,13 @@ class LanceVectorStore:
         similarity = {r["id"]: 1.0 - float(r["_distance"]) for r in by_vector}
         fused = hybrid.relative_score_fusion(similarity, {r["id"]: float(r["_score"]) for r in by_keyword}, alpha)
         row_ids = {r["id"]: r["_rowid"] for r in by_keyword} | {r["id"]: r["_rowid"] for r in by_vector}
+        if threshold is not None:
+            # As in _hybrid: the keyword hits the vector ranking did not bring need their vectors to tell
+            # their cosine similarity, which the threshold is about.
+            unscored = [row_ids[i] for i in fused if i not in similarity]
+            for row in native.rows(dataset, unscored, ["id", "vector"]) if unscored else []:
+                similarity[row["id"]] = hybrid.cosine(vector, row["vector"])
+            fused = {i: score for i, score in fused.items() if similarity[i] >= threshold}
         winners = sorted(fused, key=lambda i: (-fused[i], i))[:limit]
         rows = native.rows(dataset, [row_ids[i] for i in winners], self._columns(include_vectors))
         records = [self._record(row, fused[row["id"]]) for row in rows]
