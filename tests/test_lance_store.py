@@ -251,9 +251,10 @@ def test_native_searches_answer_exactly_as_lancedb_does(tmp_path: Path) -> None:
         )
         for i in range(300)
     ]
-    for start in range(0, len(rows), 60):  # several writes, interleaved users, some rows rewritten
+    for start in range(0, len(rows), 60):  # several writes, interleaved users
         store(tmp_path).upsert(rows[start : start + 60])
-    store(tmp_path).upsert([record("m007", "p1", [1, 0, 0, 0], "a violin maker in vienna", user_id="u2")])
+    rewritten = record("m007", "p1", [1, 0, 0, 0], "a violin maker in vienna", user_id="u2")
+    store(tmp_path).upsert([rewritten])
     plain, native = store(tmp_path), store(tmp_path)
     native.search_with_pylance()
     calls: list[dict[str, object]] = []

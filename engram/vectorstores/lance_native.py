@@ -28,6 +28,10 @@ class NativeReader:
         self._dataset: Any = lance.dataset(str(dataset_dir))
         self._text_column = text_column
 
+    def _on(self, dataset: Any) -> Any:
+        # ``dataset or ...`` would ask a LanceDataset for its len(), a count of every row.
+        return self.latest() if dataset is None else dataset
+
     def latest(self) -> Any:
         """The table at its latest version; a checkout keeps the session, so the index caches stay warm."""
         dataset = self._dataset
@@ -40,7 +44,7 @@ class NativeReader:
         self, vector: Sequence[float], sql: str, columns: list[str], limit: int, dataset: Any = None
     ) -> list[dict[str, Any]]:
         target = {"column": "vector", "q": np.asarray(vector, dtype="float32"), "k": limit, "metric": "cosine"}
-        found = (dataset or self.latest()).to_table(
+        found = self._on(dataset).to_table(
             filter=sql, prefilter=True, columns=columns, nearest=target, with_row_id=True
         )
         return found.to_pylist()  # type: ignore[no-any-return]
@@ -49,7 +53,7 @@ class NativeReader:
         self, text: str, sql: str, columns: list[str], limit: int, dataset: Any = None
     ) -> list[dict[str, Any]]:
         query = {"query": text, "columns": [self._text_column]}
-        found = (dataset or self.latest()).to_table(
+        found = self._on(dataset).to_table(
             filter=sql, prefilter=True, columns=columns, full_text_query=query, limit=limit, with_row_id=True
         )
         return found.to_pylist()  # type: ignore[no-any-return]
