@@ -21,6 +21,9 @@ LLM_SECONDS = Histogram(
     "engram_llm_seconds", "LLM call latency", ["model"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64)
 )
 LLM_TOKENS = Counter("engram_llm_tokens_total", "Tokens reported by the provider", ["model", "kind"])
+DECISIONS_SKIPPED = Counter(
+    "engram_update_decisions_skipped_total", "Update decisions not asked of the LLM: the scope held nothing to compare"
+)
 LLM_RATE_LIMITED = Counter("engram_llm_rate_limited_total", "Calls deferred by the shared rate limit", ["model"])
 HTTP_REQUESTS = Counter("engram_http_requests_total", "API requests", ["method", "route", "status"])
 HTTP_SECONDS = Histogram(

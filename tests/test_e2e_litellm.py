@@ -42,7 +42,14 @@ def test_facts_and_decisions_come_from_the_llm(stack: Stack, llm: LLMStub) -> No
     assert job["status"] == "SUCCEEDED", job
     assert [(r["event"], r["memory"]) for r in job["results"]] == [("ADD", "Grows tomatoes on their balcony")]
     prompts = [r["messages"][-1]["content"] for r in llm.requests]
+    # The user's first conversation: nothing to reconcile against, so the update decision is not asked.
+    assert len(prompts) == 1 and prompts[0].startswith("Conversation:")
+    llm.reset()
+    job = stack.wait_job(stack.add({"messages": "I grow basil on my balcony too.", "user_id": "lit"}))
+    assert job["status"] == "SUCCEEDED", job
+    prompts = [r["messages"][-1]["content"] for r in llm.requests]
     assert prompts[0].startswith("Conversation:") and "NEW FACTS:" in prompts[1]
+    assert "Grows tomatoes on their balcony" in prompts[1]  # the stored memory is shown to the decision
 
 
 def test_rate_limited_call_is_retried_after_retry_after(stack: Stack, llm: LLMStub) -> None:

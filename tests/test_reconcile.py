@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from config.container import Container
 from engram.llm.heuristic import HeuristicLLM
 from engram.scope import Scope
@@ -119,3 +121,54 @@ def test_llm_ids_are_mapped_back_and_invalid_ones_dropped(container: Container) 
     assert plan[0]["memory_id"] == existing[0].id
     assert plan[1]["memory_id"] != plan[2]["memory_id"]
     assert plan[2]["fact_index"] == 0 and "fact_index" not in plan[1]
+
+
+class CountingLLM(HeuristicLLM):
+    """The heuristic LLM, counting the update decisions it is asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.decisions_asked = 0
+
+    def decide_updates(self, *args: Any, **kwargs: Any) -> list[MemoryDecision]:
+        self.decisions_asked += 1
+        return super().decide_updates(*args, **kwargs)
+
+
+def _plan(c: Container, job_id: str, facts: list[str], llm: CountingLLM, custom_prompt: str | None = None) -> list:
+    vectors = embed_facts(facts, c.embedder)
+    plan = plan_changes(job_id=job_id, facts=facts, vectors=vectors, scope=SCOPE, store=c.vector_store, llm=llm,
+                        embedder=c.embedder, infer=True, k=5, custom_prompt=custom_prompt)
+    apply_plan(job_id=job_id, plan=plan, vectors=vectors, scope=SCOPE, store=c.vector_store, first_apply=True)
+    return plan
+
+
+def test_an_empty_scope_adds_every_fact_without_asking_the_llm(container: Container) -> None:
+    llm = CountingLLM()
+    plan = _plan(container, "j1", ["Lives in Paris", "Plays chess"], llm)
+    assert [(p["event"], p["text"], p["fact_index"]) for p in plan] == [
+        ("ADD", "Lives in Paris", 0), ("ADD", "Plays chess", 1)
+    ]
+    assert llm.decisions_asked == 0
+    # Once the scope holds memories, every conversation's facts are compared with them.
+    assert _plan(container, "j2", ["Plays chess"], llm) == []  # NONE: already known
+    assert llm.decisions_asked == 1
+
+
+def test_a_custom_update_prompt_is_asked_even_for_an_empty_scope(container: Container) -> None:
+    llm = CountingLLM()
+    _plan(container, "j1", ["Lives in Paris"], llm, custom_prompt="Keep only facts about food.")
+    assert llm.decisions_asked == 1
+
+
+def test_a_scope_of_immutable_memories_only_adds_without_asking(container: Container) -> None:
+    facts = ["Lives in Paris"]
+    vectors = embed_facts(facts, container.embedder)
+    plan = plan_changes(job_id="j0", facts=facts, vectors=vectors, scope=SCOPE, store=container.vector_store,
+                        llm=HeuristicLLM(), embedder=container.embedder, infer=True, k=5)
+    apply_plan(job_id="j0", plan=plan, vectors=vectors, scope=SCOPE, store=container.vector_store,
+               options=WriteOptions(immutable=True), first_apply=True)
+    llm = CountingLLM()
+    # The decision could not touch an immutable memory anyway: the fact is added beside it.
+    assert [p["event"] for p in _plan(container, "j1", ["Lives in Berlin"], llm)] == ["ADD"]
+    assert llm.decisions_asked == 0

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from engram import categories
+from engram import categories, metrics
 from engram.filters import And, Node, eq
 from engram.ids import content_hash, history_id_for, memory_id_for
 from engram.ports import LLM, Embedder, ExistingMemory, MemoryRecord, VectorStore
@@ -126,9 +126,16 @@ def plan_changes(
     # Immutable memories are never offered to the decision, so it cannot update or delete them.
     existing_records = [r for r in find_existing(vectors, store, scope, k) if not r.immutable]
     existing = [ExistingMemory(r.id, r.memory, r.score or 0.0) for r in existing_records]
-    decisions = llm.decide_updates(
-        facts, existing, similarity=similarity_matrix(vectors, existing_records), custom_prompt=custom_prompt
-    )
+    if existing or custom_prompt is not None:
+        decisions = llm.decide_updates(
+            facts, existing, similarity=similarity_matrix(vectors, existing_records), custom_prompt=custom_prompt
+        )
+    else:
+        # Nothing in the scope to reconcile against (its first conversation, or immutable memories only):
+        # the decision could only add every fact, so the LLM is not asked (one call for the conversation,
+        # not two). A custom update prompt is always asked: it may drop or rewrite facts.
+        metrics.DECISIONS_SKIPPED.inc()
+        decisions = [MemoryDecision(id=f"new:{i}", text=fact, event="ADD") for i, fact in enumerate(facts)]
     plan = _resolve(job_id, decisions, facts, existing_records, planned_at)
     _embed_rewritten(plan, facts, embedder)
     _categorise(plan, vectors, embedder, options)

@@ -213,11 +213,14 @@ def test_the_policy_replay_itself(modes: tuple[str, ...], outcome: str, deferred
 
 def test_every_job_ends_as_its_faults_dictate(stack: Stack, llm: LLMStub, soak: bool) -> None:
     jobs = 150 if soak else 30
+    engine = sql_engine(stack)
+    # Each user holds a memory first (stored as said, no LLM call), so every job's update decision is asked.
+    seeded = post_batches(stack, [{**add_body(f"llm-u{i}", "I live in Oslo."), "infer": False} for i in range(jobs)])
+    wait_until(all_terminal(engine, seeded), "every seeding job ended", 120, 0.5)
     llm.reset()
     llm.mix(FAULTS, seed=8)
     tokens = {f"job{i}": f"zq{i:04d}x" for i in range(jobs)}
     bodies = [add_body(f"llm-u{i}", f"I collect stamps from {tokens[f'job{i}']}.") for i in range(jobs)]
-    engine = sql_engine(stack)
     event_ids = post_batches(stack, bodies, size=50)
     wait_until(all_terminal(engine, event_ids), "every job ended", 900 if soak else 300, 0.5)
     llm.set_mode("ok")
