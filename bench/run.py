@@ -151,7 +151,7 @@ def notes(results: dict[str, Any]) -> list[str]:
     if results["meta"]["load_at_start"][0] > 1.0:
         out.append(
             f"The machine was busy at the start (load average {results['meta']['load_at_start']}): "
-            "other test suites ran meanwhile; absolute numbers are noisy."
+            "other work had just run or was still running (the one-minute average lags); absolute numbers are noisy."
         )
     return out
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from prometheus_client import REGISTRY
+
 from config.container import Container
 from engram.llm.heuristic import HeuristicLLM
 from engram.scope import Scope
@@ -145,11 +147,13 @@ def _plan(c: Container, job_id: str, facts: list[str], llm: CountingLLM, custom_
 
 def test_an_empty_scope_adds_every_fact_without_asking_the_llm(container: Container) -> None:
     llm = CountingLLM()
+    skipped = REGISTRY.get_sample_value("engram_update_decisions_skipped_total") or 0.0
     plan = _plan(container, "j1", ["Lives in Paris", "Plays chess"], llm)
     assert [(p["event"], p["text"], p["fact_index"]) for p in plan] == [
         ("ADD", "Lives in Paris", 0), ("ADD", "Plays chess", 1)
     ]
     assert llm.decisions_asked == 0
+    assert REGISTRY.get_sample_value("engram_update_decisions_skipped_total") == skipped + 1  # operators see it
     # Once the scope holds memories, every conversation's facts are compared with them.
     assert _plan(container, "j2", ["Plays chess"], llm) == []  # NONE: already known
     assert llm.decisions_asked == 1
