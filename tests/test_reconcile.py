@@ -137,11 +137,13 @@ class CountingLLM(HeuristicLLM):
         return super().decide_updates(*args, **kwargs)
 
 
-def _plan(c: Container, job_id: str, facts: list[str], llm: CountingLLM, custom_prompt: str | None = None) -> list:
+def _plan(c: Container, job_id: str, facts: list[str], llm: HeuristicLLM, custom_prompt: str | None = None,
+          options: WriteOptions | None = None) -> list:
     vectors = embed_facts(facts, c.embedder)
     plan = plan_changes(job_id=job_id, facts=facts, vectors=vectors, scope=SCOPE, store=c.vector_store, llm=llm,
                         embedder=c.embedder, infer=True, k=5, custom_prompt=custom_prompt)
-    apply_plan(job_id=job_id, plan=plan, vectors=vectors, scope=SCOPE, store=c.vector_store, first_apply=True)
+    apply_plan(job_id=job_id, plan=plan, vectors=vectors, scope=SCOPE, store=c.vector_store, options=options,
+               first_apply=True)
     return plan
 
 
@@ -166,12 +168,7 @@ def test_a_custom_update_prompt_is_asked_even_for_an_empty_scope(container: Cont
 
 
 def test_a_scope_of_immutable_memories_only_adds_without_asking(container: Container) -> None:
-    facts = ["Lives in Paris"]
-    vectors = embed_facts(facts, container.embedder)
-    plan = plan_changes(job_id="j0", facts=facts, vectors=vectors, scope=SCOPE, store=container.vector_store,
-                        llm=HeuristicLLM(), embedder=container.embedder, infer=True, k=5)
-    apply_plan(job_id="j0", plan=plan, vectors=vectors, scope=SCOPE, store=container.vector_store,
-               options=WriteOptions(immutable=True), first_apply=True)
+    _plan(container, "j0", ["Lives in Paris"], HeuristicLLM(), options=WriteOptions(immutable=True))
     llm = CountingLLM()
     # The decision could not touch an immutable memory anyway: the fact is added beside it.
     assert [p["event"] for p in _plan(container, "j1", ["Lives in Berlin"], llm)] == ["ADD"]
