@@ -182,6 +182,13 @@ class PipelineSettings(BaseModel):
         "plus its longest retry wait (a duplicate is harmless, it only cuts a backoff short)",
     )
     sweep_batch_size: int = Field(500, gt=0, description="Jobs re-sent per sweep, at most (bounds one after an outage)")
+    separate_stage_tasks: bool = Field(
+        False,
+        description="Run embed and notify as Celery tasks of their own (Flower then lists every stage as a task). "
+        "Off: embed runs in the extract task and notify in the task that ends the job's last branch, with the same "
+        "done markers, attempt caps and stage metrics, and a broker hop fewer each (bench/: ~N % of the CPU per "
+        "conversation)",
+    )
     task_sent_events: bool = Field(
         True,
         description="Publish a task-sent event with every task message, so Flower lists tasks still queued (DESIGN.md "

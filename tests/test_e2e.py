@@ -138,6 +138,40 @@ def test_workdir_is_isolated(stack: Stack) -> None:
     assert Path(stack.env["ENGRAM_VECTOR_STORE__PATH"]).is_dir()
 
 
+STAGE_TASKS = ("engram.extract", "engram.embed", "engram.reconcile", "engram.notify")
+
+
+def _received(stack: Stack) -> dict[str, int]:
+    """How many messages of each stage task the worker has received so far (Celery's INFO log)."""
+    log = (stack.workdir / "worker.log").read_text(errors="replace")
+    return {task: len(re.findall(rf"Task {re.escape(task)}\[[^]]+\] received", log)) for task in STAGE_TASKS}
+
+
+def _one_job_and_its_tasks(stack: Stack, user_id: str) -> dict[str, int]:
+    before = _received(stack)
+    job = stack.wait_job(stack.add({"messages": "I grow tomatoes. I sail on weekends.", "user_id": user_id}))
+    assert job["status"] == "SUCCEEDED", job
+    assert sorted(r["memory"] for r in job["results"]) == ["Grows tomatoes", "Sails on weekends"]
+    assert job["stage"] == "notified" and job["error"] is None
+    return {task: count - before[task] for task, count in _received(stack).items()}
+
+
+def test_embed_and_notify_run_inside_the_extract_and_reconcile_tasks(stack: Stack) -> None:
+    # The default (pipeline.separate_stage_tasks off): two broker hops per job, every stage still done in order.
+    assert _one_job_and_its_tasks(stack, "in-process") == {
+        "engram.extract": 1, "engram.embed": 0, "engram.reconcile": 1, "engram.notify": 0}
+
+
+def test_separate_stage_tasks_run_every_stage_as_its_own_task(tmp_path: Path, redis_url: str) -> None:
+    # What an operator who wants Flower to list every stage turns on.
+    s = Stack(tmp_path, redis_url, ENGRAM_PIPELINE__SEPARATE_STAGE_TASKS="true")
+    try:
+        s.start()
+        assert _one_job_and_its_tasks(s, "separate") == dict.fromkeys(STAGE_TASKS, 1)
+    finally:
+        s.stop()
+
+
 def test_redelivered_messages_change_nothing(stack: Stack) -> None:
     """At-least-once delivery: every stage of one job delivered three times, one set of memories."""
     from config.settings import Settings
@@ -147,7 +181,7 @@ def test_redelivered_messages_change_nothing(stack: Stack) -> None:
         Settings(redis={"url": stack.env["ENGRAM_REDIS__URL"], "key_prefix": stack.env["ENGRAM_REDIS__KEY_PREFIX"]})
     )
     event_id = stack.add({"messages": "I speak Finnish. I own a kayak.", "user_id": "dup"})
-    for stage in ("engram.extract", "engram.embed", "engram.reconcile", "engram.notify") * 2:
+    for stage in STAGE_TASKS * 2:
         sender.send_task(stage, args=[event_id])
     job = stack.wait_job(event_id)
     assert job["status"] == "SUCCEEDED"

@@ -9,18 +9,21 @@ worker ends in time is ended by the sweeper at its deadline, which then joins in
 
 from __future__ import annotations
 
+from celery import Task
+
 from config.container import Container
 from engram.graph.routing import TASK_PREFIX, shard_for
 from engram.graph.rpc import WRITE_PRIORITY
 from engram.sql.branches import BranchStore
 from engram.sql.jobs import Job
 from workers.celery_app import app
-from workers.stage import scope_of
+from workers.notify import NOTIFY_TASK, notify_body
+from workers.stage import scope_of, send_or_run
 
 GRAPH_INGEST_TASK = TASK_PREFIX + "ingest"
 
 
-def fork_branches(c: Container, job: Job, redelivered: bool) -> None:
+def fork_branches(task: Task | None, c: Container, job: Job, redelivered: bool) -> None:
     """Embed's hand-on: the graph stage (to the scope's shard) and reconcile."""
     graph = c.settings.graph_store
     if graph.enabled:
@@ -31,13 +34,15 @@ def fork_branches(c: Container, job: Job, redelivered: bool) -> None:
     app.send_task("engram.reconcile", args=[job.id])
 
 
-def join_notify(c: Container, job: Job, redelivered: bool) -> None:
-    """The hand-on of both branches: notify once reconcile is done and the graph branch has ended."""
+def join_notify(task: Task | None, c: Container, job: Job, redelivered: bool) -> None:
+    """The hand-on of both branches: notify once reconcile is done and the graph branch has ended.
+
+    Notify runs in ``task`` (reconcile's, by default) or, with ``task`` None, as a task of its own."""
     branches = BranchStore(c.engine)
     if branches.claim_notify(job.id):
-        app.send_task("engram.notify", args=[job.id])
+        send_or_run(task, c, NOTIFY_TASK, notify_body, job.id)
         return
     if redelivered:
         branch = branches.get(job.id)
         if branch is not None and branch.both_done and not branch.status.terminal:
-            app.send_task("engram.notify", args=[job.id])
+            send_or_run(task, c, NOTIFY_TASK, notify_body, job.id)

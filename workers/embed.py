@@ -19,7 +19,14 @@ def embed_work(c: Container, job: Job) -> dict[str, Any]:
     return {"embeddings": embed_facts(job.facts or [], c.embedder)}
 
 
-@app.task(bind=True, name="engram.embed", max_retries=None)  # our attempt cap governs retries
-def embed(self: Task, job_id: str) -> None:
+EMBED_TASK = "engram.embed"
+
+
+def embed_body(task: Task, job_id: str) -> None:
     # Then reconcile, and beside it the graph stage when graph memory is on.
-    run_stage(self, job_id, Stage.EMBEDDED, embed_work, next_task=fork_branches)
+    run_stage(task, job_id, Stage.EMBEDDED, embed_work, next_task=fork_branches)
+
+
+@app.task(bind=True, name=EMBED_TASK, max_retries=None)  # our attempt cap governs retries
+def embed(self: Task, job_id: str) -> None:
+    embed_body(self, job_id)

@@ -12,7 +12,8 @@ from engram.stages.extract import extract_facts, extraction_prompt
 from schemas.jobs import Stage
 from schemas.memories import MemoryCreate
 from workers.celery_app import app
-from workers.stage import run_stage
+from workers.embed import EMBED_TASK, embed_body
+from workers.stage import run_stage, send_or_run
 
 
 def extract_work(c: Container, job: Job) -> dict[str, Any]:
@@ -26,6 +27,10 @@ def extract_work(c: Container, job: Job) -> dict[str, Any]:
     return {"facts": facts}
 
 
+def embed_next(task: Task | None, c: Container, job: Job, redelivered: bool) -> None:
+    send_or_run(task, c, EMBED_TASK, embed_body, job.id)  # in this task by default: the facts are small
+
+
 @app.task(bind=True, name="engram.extract", max_retries=None)  # our attempt cap governs retries
 def extract(self: Task, job_id: str) -> None:
-    run_stage(self, job_id, Stage.EXTRACTED, extract_work, next_task="engram.embed")
+    run_stage(self, job_id, Stage.EXTRACTED, extract_work, next_task=embed_next)

@@ -61,7 +61,7 @@ def _end(c: Container, job: Job, state: GraphState, error: str | None = None, ev
         log.warning("job %s: graph branch %s: %s", job.id, state, error)
     if not BranchStore(c.engine).finish(job.id, job.project_id, state, error=error, events=events):
         log.info("job %s: graph branch had already ended (its deadline?); %s not recorded", job.id, state)
-    join_notify(c, job, False)
+    join_notify(None, c, job, False)  # the graph worker is one per shard: notify elsewhere
 
 
 @app.task(bind=True, name="engram.graph.ingest", max_retries=None)  # our attempt cap governs retries
@@ -79,7 +79,7 @@ def graph_ingest(self: Task, job_id: str, shard: int) -> None:
     # notifications sent when it ended stay as they were (BranchStore.finish).
     if not branch.open and not branch.expired:
         if branch.state is not None:
-            join_notify(c, job, True)  # a redelivery of a branch that already ended
+            join_notify(None, c, job, True)  # a redelivery of a branch that already ended
         return
     if branch.status is JobStatus.FAILED:
         _end(c, job, "SKIPPED", "the job failed before its graph stage ran")  # a no-op on an expired branch

@@ -34,11 +34,18 @@ def notify_work(c: Container, job: Job) -> dict[str, Any]:
     return {}
 
 
-@app.task(bind=True, name="engram.notify", max_retries=None)  # our attempt cap governs retries
-def notify(self: Task, job_id: str) -> None:
+NOTIFY_TASK = "engram.notify"
+
+
+def notify_body(task: Task, job_id: str) -> None:
     branch = BranchStore(runtime.container().engine).get(job_id)
     if branch is not None and branch.open:
         # Early (a duplicate): the graph branch's end sends notify again.
         log.info("job %s: notify before its graph branch ended; dropped", job_id)
         return
-    run_stage(self, job_id, Stage.NOTIFIED, notify_work, next_task=None)
+    run_stage(task, job_id, Stage.NOTIFIED, notify_work, next_task=None)
+
+
+@app.task(bind=True, name=NOTIFY_TASK, max_retries=None)  # our attempt cap governs retries
+def notify(self: Task, job_id: str) -> None:
+    notify_body(self, job_id)

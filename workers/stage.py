@@ -28,9 +28,12 @@ from workers.celery_app import app
 log = logging.getLogger(__name__)
 
 StageWork = Callable[[Container, Job], dict[str, Any]]
-# Hands a job on after its stage: (container, job, redelivered). ``redelivered`` is True when the stage
-# was already done, i.e. an earlier delivery may have died between completing it and handing it on.
-HandOn = Callable[[Container, Job, bool], None]
+# Hands a job on after its stage: (task, container, job, redelivered). ``task`` ran the stage (None outside
+# a task: the sweeper); ``redelivered`` is True when the stage was already done, i.e. an earlier delivery
+# may have died between completing it and handing it on.
+HandOn = Callable[[Task | None, Container, Job, bool], None]
+# Runs a stage's task body for a job inside the given task (see ``send_or_run``).
+StageBody = Callable[[Task, str], None]
 
 
 def backoff_seconds(attempt: int, base: float, cap: float) -> float:
@@ -39,13 +42,29 @@ def backoff_seconds(attempt: int, base: float, cap: float) -> float:
     return step * random.uniform(0.5, 1.0)
 
 
-def hand_on(next_task: str | HandOn | None, c: Container, job: Job, *, redelivered: bool = False) -> None:
+def hand_on(
+    next_task: str | HandOn | None, task: Task, c: Container, job: Job, *, redelivered: bool = False
+) -> None:
     if next_task is None:
         return
     if isinstance(next_task, str):
         app.send_task(next_task, args=[job.id])
         return
-    next_task(c, job, redelivered)
+    next_task(task, c, job, redelivered)
+
+
+def send_or_run(task: Task | None, c: Container, task_name: str, body: StageBody, job_id: str) -> None:
+    """Hand the job to the stage task ``task_name``, or run that stage's ``body`` here, in ``task``.
+
+    Here unless ``pipeline.separate_stage_tasks``: embed and notify are short, and a broker hop costs more
+    CPU than either (publish, receive, ack, task events, the job re-read; bench/). Nothing of the stage's
+    guarantees changes: it keeps its done marker, attempt count and metrics. A retry it asks for retries
+    ``task``, whose redelivery finds its own stage done and hands on, i.e. runs this one again.
+    """
+    if task is None or c.settings.pipeline.separate_stage_tasks:
+        app.send_task(task_name, args=[job_id])
+    else:
+        body(task, job_id)
 
 
 def _observe(stage: Stage, outcome: str, started: float) -> None:
@@ -84,7 +103,7 @@ def run_stage(
     if job.status.terminal:
         return
     if job.done(stage):
-        hand_on(next_task, c, job, redelivered=True)
+        hand_on(next_task, task, c, job, redelivered=True)
         return
     if not job.done(stage.previous):
         # Delivered before its turn (a duplicate of a later stage): the pipeline hands it on in order.
@@ -109,7 +128,7 @@ def run_stage(
         wait = min(p.lock_retry_max_seconds, p.lock_retry_seconds * 2 ** min(task.request.retries or 0, 16))
         raise task.retry(countdown=wait * random.uniform(0.5, 1.0)) from busy
     if completed:
-        hand_on(next_task, c, job)
+        hand_on(next_task, task, c, job)
 
 
 def _attempt(task: Task, c: Container, job: Job, stage: Stage, work: StageWork) -> bool:

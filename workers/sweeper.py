@@ -32,6 +32,9 @@ SWEEP_TASK = "engram.sweep"
 PIPELINE_TASKS = frozenset({"engram.dispatch", "engram.extract", "engram.embed", "engram.reconcile", "engram.notify"})
 # The queue of the task each step sends first (graph messages are not checked: a duplicate there is a no-op).
 STEP_QUEUE = {"extract": QUEUE_LLM, "embed": QUEUE_DEFAULT, "branches": QUEUE_LLM, "join": QUEUE_DEFAULT}
+# Unless pipeline.separate_stage_tasks, embed runs in the extract task and notify in reconcile's (mostly):
+# a job waiting for either waits in the llm queue (a retry, or a redelivery of the task that died).
+STEP_QUEUE_IN_PROCESS = {**STEP_QUEUE, "embed": QUEUE_LLM, "join": QUEUE_LLM}
 QUEUE_PEEK_MESSAGES = 20
 JOB_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 UNKNOWN = datetime.min  # a sentinel: the queue holds something, but nothing that dates it
@@ -47,7 +50,7 @@ def resume(c: Container, stuck: StuckJob) -> str:
     if job is None:
         return "gone"
     if step == "branches":
-        fork_branches(c, job, True)  # opens the graph branch if it never was; sends reconcile (+ graph)
+        fork_branches(None, c, job, True)  # opens the graph branch if it never was; sends reconcile (+ graph)
         return "reconcile"
     branch = BranchStore(c.engine).get(job.id)
     # Reconcile is done; the graph stage's message was lost. Re-sent until the branch's deadline fails it.
@@ -55,7 +58,7 @@ def resume(c: Container, stuck: StuckJob) -> str:
         shard = shard_for(scope_of(job), c.settings.graph_store.shards)
         app.send_task(GRAPH_INGEST_TASK, kwargs={"job_id": job.id, "shard": shard}, priority=WRITE_PRIORITY)
         return "graph"
-    join_notify(c, job, True)  # claims notify, or sends it again if the claimant died before sending
+    join_notify(None, c, job, True)  # claims notify, or sends it again if the claimant died before sending
     return "notify"
 
 
@@ -73,7 +76,8 @@ class QueueHeads:
         self.oldest: dict[str, datetime | None] = {}
 
     def waiting(self, stuck: StuckJob) -> bool:
-        queue = STEP_QUEUE.get(stuck.step)
+        step_queue = STEP_QUEUE if self.c.settings.pipeline.separate_stage_tasks else STEP_QUEUE_IN_PROCESS
+        queue = step_queue.get(stuck.step)
         if queue is None:
             return False
         if queue not in self.oldest:
@@ -115,7 +119,7 @@ def hand_on_expired(c: Container, job_id: str) -> None:
     """A graph branch ended by its deadline: notify, if reconcile is done (else reconcile's join sends it)."""
     job = c.jobs.get(job_id)
     if job is not None:
-        join_notify(c, job, False)
+        join_notify(None, c, job, False)
 
 
 def sweep_once(c: Container) -> SweepReport:

@@ -329,5 +329,6 @@ def _status(url: str) -> int:
 
 def _flower_tasks(url: str) -> dict[str, Any] | None:
     tasks = httpx.get(url + "/api/tasks", auth=("admin", "flower-pass"), timeout=30).json()
-    done = [t for t in tasks.values() if t.get("name") == "engram.notify" and t.get("state") == "SUCCESS"]
+    # The job's last task: notify runs inside it (pipeline.separate_stage_tasks off).
+    done = [t for t in tasks.values() if t.get("name") == "engram.reconcile" and t.get("state") == "SUCCESS"]
     return tasks if done else None
