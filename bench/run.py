@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             results["load"] = load.run(
                 workdir / "load", args.redis_url, sizes["load_seconds"], args.connections, args.api_workers
             )
+            if "skipped" in results["load"]:
+                console.print(f"[red]section 3 skipped: {results['load']['skipped']}[/red]")
         if "locomo" in args.only:
             from bench import locomo
 
@@ -128,7 +130,9 @@ def notes(results: dict[str, Any]) -> list[str]:
     out = [
         "engram: API (uvicorn) + Celery workers + Redis (db 11) + SQLite + LanceDB, LLM via litellm to the stand-in. "
         "'prefork' = one worker on both queues (-Q llm,default -c 2 -Ofair); 'threads' = the Procfile's: two "
-        "-Q llm -P threads -c 16 workers plus -Q default -c 1 prefork.",
+        "-Q llm -P threads -c 16 workers plus -Q default -c 1 prefork. Each conversation is two Celery tasks: "
+        "extract with embed run inside it, reconcile with notify inside it (the default; "
+        "ENGRAM_PIPELINE__SEPARATE_STAGE_TASKS=true makes it four).",
         "mem0: mem0ai 2.2.1 Memory, openai LLM provider at the stand-in, huggingface embedder with the same "
         "all-MiniLM-L6-v2 directory, Qdrant local mode, telemetry off, hybrid search on (see bench/mem0_setup.py).",
         "mem0 2.2.1 makes one LLM call per add (additive extraction); engram makes two (extract, then update "
