@@ -277,3 +277,31 @@ def test_native_searches_answer_exactly_as_lancedb_does(tmp_path: Path) -> None:
         ]
         assert answers[0] == answers[1], call
         assert answers[0] or "threshold" in call
+
+
+def test_concurrent_appends_all_land_and_a_bad_one_fails_alone(tmp_path: Path) -> None:
+    # Appends of one process's threads share commits (engram/batching.py); each call still answers for its own rows.
+    import threading
+
+    s = store(tmp_path)
+    s.insert([record("seed", "p1", Q)])  # the table exists before the race
+    barrier = threading.Barrier(9)
+    errors: dict[int, BaseException] = {}
+
+    def append(worker: int) -> None:
+        vector = [1.0, float(worker), 0.0] if worker == 8 else [1.0, float(worker), 0.0, 0.0]  # 8: one short
+        barrier.wait()
+        try:
+            s.insert([record(f"w{worker}-{i}", "p1", vector, user_id=f"u{worker}") for i in range(3)])
+        except Exception as exc:
+            errors[worker] = exc
+
+    threads = [threading.Thread(target=append, args=(w,)) for w in range(9)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert list(errors) == [8]
+    assert s.count(project_id="p1") == 1 + 8 * 3
+    assert {r.id for r in s.list(project_id="p1", limit=100)} == {"seed"} | {
+        f"w{w}-{i}" for w in range(8) for i in range(3)}

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from engram.embedding.batching import BatchingRunner
+from engram.batching import BatchingRunner
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
@@ -33,7 +33,7 @@ def resolve_model_path(model: str) -> str:
 
 class SentenceTransformerEmbedder:
     """Loads the model lazily, once per process; any thread may call ``embed``, one thread runs the model
-    and batches calls that arrive together (``engram.embedding.batching``)."""
+    and batches calls that arrive together (``engram.batching``)."""
 
     config_model = SentenceTransformerConfig
 
@@ -42,7 +42,7 @@ class SentenceTransformerEmbedder:
         self.dimensions = config.dimensions
         self._model: Any = None
         self._lock = threading.Lock()
-        self._runner = BatchingRunner(self._encode)
+        self._runner: BatchingRunner[str, list[float]] = BatchingRunner(self._encode, name="engram-embedder")
 
     def _load(self) -> Any:
         if self._model is None:
@@ -75,7 +75,7 @@ class SentenceTransformerEmbedder:
         self.embed(["warm up"])  # loads the model on the thread that will run it
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        return self._runner.embed(texts)
+        return self._runner.run(texts)
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
         model = self._load()

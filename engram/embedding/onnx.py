@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from engram.embedding.batching import BatchingRunner
+from engram.batching import BatchingRunner
 from engram.embedding.local import DEFAULT_MODEL, resolve_model_path
 
 EXPORT_TIMEOUT_SECONDS = 600
@@ -47,13 +47,13 @@ class OnnxEmbedder:
         self._session: Any = None
         self._tokenizer: Any = None
         self._lock = threading.Lock()
-        self._runner = BatchingRunner(self._encode)
+        self._runner: BatchingRunner[str, list[float]] = BatchingRunner(self._encode, name="engram-embedder")
 
     def warm_up(self) -> None:
         self.embed(["warm up"])
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        return self._runner.embed(texts)
+        return self._runner.run(texts)
 
     # -- loading -----------------------------------------------------------------------------------
     def _load(self) -> tuple[Any, Any]:

@@ -33,6 +33,7 @@ import pyarrow as pa
 from pydantic import BaseModel, Field
 
 from engram import filters
+from engram.batching import BatchingRunner
 from engram.filters import Node
 from engram.ports import MemoryRecord, SearchMode, VectorStore
 from engram.scope import Scope
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 COMMIT_RETRIES = 20
+APPEND_BATCH_ROWS = 4096  # rows per shared append commit, at most
 # When part of a filter is checked in Python, this many nearest candidates are examined at most.
 POST_FILTER_CANDIDATES = 10_000
 TEXT_COLUMN = "memory"
@@ -88,6 +90,10 @@ class LanceVectorStore:
         self._hand_off: Callable[[], bool] | None = None
         self._searches_natively = False
         self._native: NativeReader | None = None
+        # The appends of this process's threads that arrive together share one commit (engram/batching.py).
+        self._appends: BatchingRunner[dict[str, Any], None] = BatchingRunner(
+            self._append_batch, max_items=APPEND_BATCH_ROWS, name="engram-lance-append"
+        )
 
     # -- setup ---------------------------------------------------------------------------------
     def _schema(self) -> pa.Schema:
@@ -296,8 +302,18 @@ class LanceVectorStore:
     def insert(self, records: Sequence[MemoryRecord]) -> None:
         """An append: merge_insert joins the batch with every id in the table, which costs 2-5x the
         append and grows with the unindexed fragments between upkeeps (3 rows into 2,000 in 10-30 small
-        fragments: 12-31 against 3-6 ms CPU)."""
-        self._write(records, lambda table, data: table.add(data))
+        fragments: 12-31 against 3-6 ms CPU). Appends that arrive together from this process's threads
+        are one commit, one fragment (bench/: LanceDB's own CPU per conversation 13.7 -> 9.0 ms); each
+        call returns once its rows are committed, and raises if they were not."""
+        if records:
+            self._appends.run([self._row(r) for r in records])
+
+    def _append_batch(self, rows: list[dict[str, Any]]) -> list[None]:
+        table = self._open()
+        data = pa.Table.from_pylist(rows, schema=self._schema()).sort_by(SCOPE_ORDER)
+        self._retry_commit(lambda: table.add(data))
+        self._after_write()
+        return [None] * len(rows)
 
     def _write(self, records: Sequence[MemoryRecord], commit: Callable[[Any, pa.Table], object]) -> None:
         if not records:
