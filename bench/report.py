@@ -101,7 +101,7 @@ def markdown(results: dict[str, Any]) -> str:
         "# engram vs mem0 OSS — benchmark results",
         "",
         f"Command: `{meta['command']}`  ",
-        *([f"Section 3 re-run on its own: {meta['section_3']}  "] if meta.get("section_3") else []),
+        *[f"Re-run on its own: {rerun}  " for rerun in meta.get("reruns", [])],
         f"Started {meta['started_at']}, took {meta['seconds']} s. "
         f"Machine: {meta['machine']}. Load average at start: {meta['load_at_start']}; at end: {meta['load_at_end']}.",
         "",

@@ -303,7 +303,7 @@ class LanceVectorStore:
         """An append: merge_insert joins the batch with every id in the table, which costs 2-5x the
         append and grows with the unindexed fragments between upkeeps (3 rows into 2,000 in 10-30 small
         fragments: 12-31 against 3-6 ms CPU). Appends that arrive together from this process's threads
-        are one commit, one fragment (bench/: LanceDB's own CPU per conversation 13.7 -> 9.0 ms); each
+        are one commit, one fragment (bench/: LanceDB's own CPU 11.5-14.7 -> 8.6-10.7 ms per conversation); each
         call returns once its rows are committed, and raises if they were not."""
         if records:
             self._appends.run([self._row(r) for r in records])
