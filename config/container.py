@@ -90,7 +90,13 @@ class Container:
     @cached_property
     def vector_store(self) -> VectorStore:
         s = self.settings.vector_store
-        fields = {"path": s.path, "table": s.table, "dimensions": self.settings.embedder.dimensions, **s.config}
+        fields = {
+            "path": s.path,
+            "table": s.table,
+            "dimensions": self.settings.embedder.dimensions,
+            "runtime_threads": s.runtime_threads,
+            **s.config,
+        }
         # Each store takes the fields its config declares: search defaults for all, connection for Weaviate.
         weaviate = s.weaviate.model_dump(exclude={"api_key"})
         weaviate["api_key"] = s.weaviate.api_key.get_secret_value() if s.weaviate.api_key else None

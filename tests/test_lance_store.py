@@ -6,6 +6,7 @@ The shared behaviour (CRUD, every filter operator, search, hybrid) is in tests/c
 from __future__ import annotations
 
 import multiprocessing
+import os
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -305,3 +306,51 @@ def test_concurrent_appends_all_land_and_a_bad_one_fails_alone(tmp_path: Path) -
     assert s.count(project_id="p1") == 1 + 8 * 3
     assert {r.id for r in s.list(project_id="p1", limit=100)} == {"seed"} | {
         f"w{w}-{i}" for w in range(8) for i in range(3)}
+
+
+def test_nearest_each_ranked_here_answers_as_lances_vector_search(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Reconcile's lookup ranks a small filter's rows itself (lance.RANK_HERE_MAX_ROWS); past it, Lance ranks.
+    import random
+
+    rng = random.Random(11)
+    rows = [
+        record(f"m{i:03d}", "p1", [rng.uniform(-1, 1) for _ in range(DIM)], f"fact {i}", user_id=f"u{i % 4}",
+               metadata={"n": i})
+        for i in range(200)
+    ]
+    for start in range(0, len(rows), 50):
+        store(tmp_path).insert(rows[start : start + 50])
+    s = store(tmp_path)
+    queries = [[[rng.uniform(-1, 1) for _ in range(DIM)] for _ in range(n)] for n in (1, 3, 5) for _ in range(6)]
+
+    def answers() -> tuple[list[object], list[float]]:
+        found = [
+            s.nearest_each(vectors, project_id="p1", where=parse({"user_id": user}), limit=5, include_vectors=True)
+            for vectors, user in zip(queries, ["u0", "u1", "u2", "u3"] * len(queries), strict=False)
+        ]
+        records = [r for per_query in found for per_fact in per_query for r in per_fact]
+        shape = [[[r.id for r in per_fact] for per_fact in per_query] for per_query in found]
+        return [shape, [(r.memory, r.vector, r.metadata) for r in records]], [r.score or 0.0 for r in records]
+
+    here, here_scores = answers()
+    monkeypatch.setattr(lance, "RANK_HERE_MAX_ROWS", 10)  # every user has 50 memories: Lance ranks them
+    by_lance, lance_scores = answers()
+    assert by_lance == here
+    assert here_scores == pytest.approx(lance_scores, abs=1e-5)  # float32 cosine, summed in another order
+    assert len(here_scores) == 5 * sum(len(q) for q in queries)
+
+
+def test_the_store_asks_lance_for_the_runtime_threads_it_is_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Lance's runtime reads TOKIO_WORKER_THREADS when a process first uses it; an operator's own value wins.
+    monkeypatch.delenv("TOKIO_WORKER_THREADS", raising=False)
+    s = LanceVectorStore(LanceConfig(path=tmp_path / "a", dimensions=DIM, runtime_threads=1))
+    s.insert([record("m1", "p1", Q)])
+    assert os.environ["TOKIO_WORKER_THREADS"] == "1"
+    monkeypatch.setenv("TOKIO_WORKER_THREADS", "3")
+    other = LanceVectorStore(LanceConfig(path=tmp_path / "b", dimensions=DIM, runtime_threads=1))
+    other.insert([record("m1", "p1", Q)])
+    assert os.environ["TOKIO_WORKER_THREADS"] == "3"

@@ -75,3 +75,36 @@ def test_migrations_are_idempotent_and_reach_the_single_head(sql_engine: sa.Engi
     assert {"jobs", "memory_events", "memory_history", "api_keys", "projects"} <= set(
         sa.inspect(sql_engine).get_table_names()
     )
+
+
+def test_a_stage_attempt_is_counted_only_while_the_stage_is_to_do(sql_engine: sa.Engine) -> None:
+    # What a stage runs before its work (workers/stage.py): under reconcile's scope lock it is also the check
+    # that no duplicate delivery did the stage meanwhile, and it brings the plan an earlier attempt saved.
+    jobs = JobStore(sql_engine)
+    jobs.create("j1", "p1", {"messages": [{"role": "user", "content": "hi"}]}, {"user_id": "ana"})
+    first = jobs.start_stage_attempt("j1", Stage.EXTRACTED)
+    assert first is not None and first.number == 1 and first.plan is None
+    second = jobs.start_stage_attempt("j1", Stage.EXTRACTED)
+    assert second is not None and second.number == 2
+    assert jobs.start_stage_attempt("j1", Stage.EMBEDDED) is None  # not its turn: nothing counted
+    assert jobs.complete_stage("j1", Stage.EXTRACTED, facts=["Likes tea"])
+    assert jobs.start_stage_attempt("j1", Stage.EXTRACTED) is None  # a duplicate: already done
+    job = jobs.get("j1")
+    assert job is not None and job.attempts == 0 and job.status is JobStatus.RUNNING
+    jobs.complete_stage("j1", Stage.EMBEDDED, embeddings=[[1.0, 0.0]])
+    plan = [{"event": "ADD", "memory_id": "m1", "text": "Likes tea"}]
+    assert jobs.save_plan("j1", plan)
+    resumed = jobs.start_stage_attempt("j1", Stage.RECONCILED)
+    assert resumed is not None and resumed.number == 1 and resumed.plan == plan
+    jobs.finish("j1", JobStatus.FAILED, "swept")
+    assert jobs.start_stage_attempt("j1", Stage.RECONCILED) is None  # the job ended
+    assert jobs.start_stage_attempt("missing", Stage.EXTRACTED) is None
+
+
+def test_the_last_stage_ends_the_job_in_one_statement(sql_engine: sa.Engine) -> None:
+    jobs = JobStore(sql_engine)
+    jobs.create("j1", "p1", {}, {})
+    jobs.finish("j1", JobStatus.SUCCEEDED, stage=Stage.NOTIFIED)
+    job = jobs.get("j1")
+    assert job is not None and job.status is JobStatus.SUCCEEDED and job.stage is Stage.NOTIFIED
+    assert job.finished_at is not None and job.error is None and job.graph_state is None

@@ -40,9 +40,9 @@ def join_notify(task: Task | None, c: Container, job: Job, redelivered: bool) ->
     Notify runs in ``task`` (reconcile's, by default) or, with ``task`` None, as a task of its own."""
     branches = BranchStore(c.engine)
     if branches.claim_notify(job.id):
-        send_or_run(task, c, NOTIFY_TASK, notify_body, job.id)
+        send_or_run(task, c, NOTIFY_TASK, notify_body, job)
         return
     if redelivered:
         branch = branches.get(job.id)
         if branch is not None and branch.both_done and not branch.status.terminal:
-            send_or_run(task, c, NOTIFY_TASK, notify_body, job.id)
+            send_or_run(task, c, NOTIFY_TASK, notify_body, job)

@@ -22,9 +22,9 @@ def embed_work(c: Container, job: Job) -> dict[str, Any]:
 EMBED_TASK = "engram.embed"
 
 
-def embed_body(task: Task, job_id: str) -> None:
+def embed_body(task: Task, job_id: str, job: Job | None = None) -> None:
     # Then reconcile, and beside it the graph stage when graph memory is on.
-    run_stage(task, job_id, Stage.EMBEDDED, embed_work, next_task=fork_branches)
+    run_stage(task, job_id, Stage.EMBEDDED, embed_work, next_task=fork_branches, job=job)
 
 
 @app.task(bind=True, name=EMBED_TASK, max_retries=None)  # our attempt cap governs retries

@@ -28,7 +28,7 @@ def extract_work(c: Container, job: Job) -> dict[str, Any]:
 
 
 def embed_next(task: Task | None, c: Container, job: Job, redelivered: bool) -> None:
-    send_or_run(task, c, EMBED_TASK, embed_body, job.id)  # in this task by default: the facts are small
+    send_or_run(task, c, EMBED_TASK, embed_body, job)  # in this task by default: the facts are small
 
 
 @app.task(bind=True, name="engram.extract", max_retries=None)  # our attempt cap governs retries

@@ -6,8 +6,8 @@ does a graph worker that never answers: the sweeper fails the branch at its dead
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from typing import Any
 
 from celery import Task
 
@@ -23,27 +23,36 @@ from workers.stage import run_stage
 log = logging.getLogger(__name__)
 
 
-def notify_work(c: Container, job: Job) -> dict[str, Any]:
+def notify_work(c: Container, job: Job) -> None:
     # Webhooks (issue #5): job_succeeded is written before the job ends and sent after it has.
-    outcome = BranchStore(c.engine).outcome(job.id)  # with graph memory, its relations go in the body too
+    # With graph memory, its relations go in the body too (a job read before its branch opened has it now).
+    outcome = BranchStore(c.engine).outcome(job.id) if job.graph_state is not None else None
     graph = outcome.add_fields() if outcome else None
-    deliveries = webhooks.job_event_outbox(c, job.id, JobStatus.SUCCEEDED, graph=graph)
-    c.jobs.finish(job.id, JobStatus.SUCCEEDED)
+    deliveries = webhooks.job_event_outbox(c, job, JobStatus.SUCCEEDED, graph=graph)
+    c.jobs.finish(job.id, JobStatus.SUCCEEDED, stage=Stage.NOTIFIED)  # the job's end is the stage's done marker
     metrics.JOBS_FINISHED.labels("SUCCEEDED").inc()
     webhooks.enqueue(deliveries)
-    return {}
 
 
 NOTIFY_TASK = "engram.notify"
 
 
-def notify_body(task: Task, job_id: str) -> None:
-    branch = BranchStore(runtime.container().engine).get(job_id)
+def notify_body(task: Task, job_id: str, job: Job | None = None) -> None:
+    c = runtime.container()
+    if job is None:
+        job = c.jobs.get(job_id)
+    if job is None:
+        log.error("job %s not found; message dropped", job_id)
+        return
+    # The branch opens before reconcile is sent (``fork_branches``), so a job read since shows whether it has one.
+    branch = BranchStore(c.engine).get(job_id) if job.graph_state is not None else None
     if branch is not None and branch.open:
         # Early (a duplicate): the graph branch's end sends notify again.
         log.info("job %s: notify before its graph branch ended; dropped", job_id)
         return
-    run_stage(task, job_id, Stage.NOTIFIED, notify_work, next_task=None)
+    if branch is not None:
+        job = dataclasses.replace(job, graph_state=branch.state)
+    run_stage(task, job_id, Stage.NOTIFIED, notify_work, next_task=None, job=job)
 
 
 @app.task(bind=True, name=NOTIFY_TASK, max_retries=None)  # our attempt cap governs retries

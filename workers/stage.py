@@ -7,6 +7,7 @@ stage and capped, so a message that keeps killing workers ends the job FAILED in
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
@@ -27,13 +28,15 @@ from workers.celery_app import app
 
 log = logging.getLogger(__name__)
 
-StageWork = Callable[[Container, Job], dict[str, Any]]
+# A stage's work: its outputs for ``complete_stage``, or None when the work recorded its completion itself.
+StageWork = Callable[[Container, Job], dict[str, Any] | None]
 # Hands a job on after its stage: (task, container, job, redelivered). ``task`` ran the stage (None outside
-# a task: the sweeper); ``redelivered`` is True when the stage was already done, i.e. an earlier delivery
-# may have died between completing it and handing it on.
+# a task: the sweeper); ``job`` is as that stage left it; ``redelivered`` is True when the stage was already
+# done, i.e. an earlier delivery may have died between completing it and handing it on.
 HandOn = Callable[[Task | None, Container, Job, bool], None]
-# Runs a stage's task body for a job inside the given task (see ``send_or_run``).
-StageBody = Callable[[Task, str], None]
+# Runs a stage's task body for a job inside the given task (see ``send_or_run``), from the job as the stage
+# before left it (None: the body reads it).
+StageBody = Callable[[Task, str, Job | None], None]
 
 
 def backoff_seconds(attempt: int, base: float, cap: float) -> float:
@@ -53,18 +56,19 @@ def hand_on(
     next_task(task, c, job, redelivered)
 
 
-def send_or_run(task: Task | None, c: Container, task_name: str, body: StageBody, job_id: str) -> None:
+def send_or_run(task: Task | None, c: Container, task_name: str, body: StageBody, job: Job) -> None:
     """Hand the job to the stage task ``task_name``, or run that stage's ``body`` here, in ``task``.
 
     Here unless ``pipeline.separate_stage_tasks``: embed and notify are short, and a broker hop costs more
     CPU than either (publish, receive, ack, task events, the job re-read; bench/). Nothing of the stage's
     guarantees changes: it keeps its done marker, attempt count and metrics. A retry it asks for retries
-    ``task``, whose redelivery finds its own stage done and hands on, i.e. runs this one again.
+    ``task``, whose redelivery finds its own stage done and hands on, i.e. runs this one again. It starts
+    from ``job`` as the stage before left it, without reading it again.
     """
     if task is None or c.settings.pipeline.separate_stage_tasks:
-        app.send_task(task_name, args=[job_id])
+        app.send_task(task_name, args=[job.id])
     else:
-        body(task, job_id)
+        body(task, job.id, job)
 
 
 def _observe(stage: Stage, outcome: str, started: float) -> None:
@@ -93,10 +97,15 @@ def run_stage(
     *,
     next_task: str | HandOn | None,
     scope_locked: bool = False,
+    job: Job | None = None,
 ) -> None:
-    """Run ``work`` for the job once (if its stage is not done), record its outputs, hand on."""
+    """Run ``work`` for the job once (if its stage is not done), record its outputs, hand on.
+
+    ``job``: the job as the stage before left it in this same task (``send_or_run``), instead of reading it.
+    """
     c = runtime.container()
-    job = c.jobs.get(job_id)
+    if job is None:
+        job = c.jobs.get(job_id)
     if job is None:
         log.error("job %s not found; message dropped", job_id)
         return
@@ -116,28 +125,30 @@ def run_stage(
     )
     try:
         with guard:
-            if scope_locked:
-                # Re-read under the lock: a duplicate delivery may have finished this stage meanwhile.
-                job = c.jobs.get(job_id) or job
-                if job.done(stage):
-                    return
             completed = _attempt(task, c, job, stage, work)
     except ScopeBusy as busy:
         # Doubling per retry, capped: 50 jobs of one user at once used to spin ~45 retries each (RELIABILITY.md).
         p = c.settings.pipeline
         wait = min(p.lock_retry_max_seconds, p.lock_retry_seconds * 2 ** min(task.request.retries or 0, 16))
         raise task.retry(countdown=wait * random.uniform(0.5, 1.0)) from busy
-    if completed:
-        hand_on(next_task, task, c, job)
+    if completed is not None:
+        hand_on(next_task, task, c, completed)
 
 
-def _attempt(task: Task, c: Container, job: Job, stage: Stage, work: StageWork) -> bool:
-    """True when the stage completed; False when the job was failed; raises Retry to try again."""
+def _attempt(task: Task, c: Container, job: Job, stage: Stage, work: StageWork) -> Job | None:
+    """The job as the completed stage left it; None when the job was failed or a duplicate delivery did the
+    stage first; raises Retry to try again."""
     p = c.settings.pipeline
-    attempt = c.jobs.start_attempt(job.id)
+    # Counted only while the stage is still to do: under the scope lock this is also the check that no
+    # duplicate delivery did it meanwhile, and it brings the plan an earlier attempt of reconcile saved.
+    counted = c.jobs.start_stage_attempt(job.id, stage)
+    if counted is None:
+        return None
+    attempt = counted.number
+    job = dataclasses.replace(job, plan=counted.plan)
     if attempt > p.max_attempts_per_stage:
         fail_job(c, job.id, f"{stage.value}: gave up after {p.max_attempts_per_stage} attempts")
-        return False
+        return None
     retry_after: float | None = None
     started = time.perf_counter()
     try:
@@ -145,7 +156,7 @@ def _attempt(task: Task, c: Container, job: Job, stage: Stage, work: StageWork) 
     except PermanentError as exc:
         _observe(stage, "failed", started)
         fail_job(c, job.id, f"{stage.value}: {exc}")
-        return False
+        return None
     except RateLimited as exc:  # issue #8: waiting for the shared LLM rate limit is no failed attempt
         c.jobs.refund_attempt(job.id)
         wait = exc.retry_after_seconds or p.retry_backoff_seconds
@@ -160,12 +171,16 @@ def _attempt(task: Task, c: Container, job: Job, stage: Stage, work: StageWork) 
         error = exc
     else:
         _observe(stage, "ok", started)
-        return c.jobs.complete_stage(job.id, stage, **outputs)
+        if outputs is None:  # the work recorded its completion itself (notify ends the job with it)
+            return dataclasses.replace(job, stage=stage, attempts=0)
+        if not c.jobs.complete_stage(job.id, stage, **outputs):
+            return None
+        return dataclasses.replace(job, stage=stage, attempts=0, **outputs)
     reason = f"{stage.value}: {type(error).__name__}: {error!s:.500}"
     if attempt >= p.max_attempts_per_stage:
         _observe(stage, "failed", started)
         fail_job(c, job.id, f"{reason} (after {attempt} attempts)")
-        return False
+        return None
     _observe(stage, "retry", started)
     metrics.STAGE_RETRIES.labels(stage.value, type(error).__name__).inc()
     countdown = (

@@ -53,15 +53,16 @@ def memory_events_outbox(conn: object, job: Job, events: list[MemoryEvent]) -> l
 
 
 def job_event_outbox(
-    c: Container, job_id: str, status: JobStatus, error: str | None = None, graph: dict[str, Any] | None = None
+    c: Container, job: Job | str, status: JobStatus, error: str | None = None, graph: dict[str, Any] | None = None
 ) -> list[Queued]:
     """The job_succeeded / job_failed row, written before the job is marked terminal (a crash in between
-    re-runs the stage, which writes nothing new); the caller enqueues it once the job has ended. ``graph``:
-    the job's graph outcome (relations, graph_status), for a job with graph memory."""
-    job = c.jobs.get(job_id)
-    if job is None:
+    re-runs the stage, which writes nothing new); the caller enqueues it once the job has ended. ``job``: the
+    job, or its id to read it by. ``graph``: the job's graph outcome (relations, graph_status), for a job
+    with graph memory."""
+    found = c.jobs.get(job) if isinstance(job, str) else job
+    if found is None:
         return []
-    now = utcnow()
+    job, now = found, utcnow()
     body = job_body(
         status.value, job_id=job.id, project_id=job.project_id, scope=scope_of(job.request), at=now, error=error,
         results=c.jobs.events(job.id), created_at=job.created_at, started_at=job.started_at, graph=graph,

@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     column,
     func,
     or_,
@@ -73,6 +74,19 @@ OPEN_JOB_STATUSES = (JobStatus.PENDING.value, JobStatus.RUNNING.value)
 # may still come) from one the graph stage itself gave up on (which must not run again).
 DEADLINE_REASON_PREFIX = "graph worker did not finish within "
 LATE_NOTE = "; its graph write was applied later"
+
+
+# Built once: run by every job (engram/sql/jobs.py says why).
+_CLAIM_NOTIFY = (
+    update(job_branches)
+    .where(
+        job_branches.c.id == bindparam("job_id"),
+        or_(job_branches.c.notify_claimed.is_(None), job_branches.c.notify_claimed.is_(False)),
+        job_branches.c.stage == Stage.RECONCILED.value,
+        or_(job_branches.c.graph_state.is_(None), job_branches.c.graph_state != "PENDING"),
+    )
+    .values(notify_claimed=True)
+)
 
 
 def deadline_reason(deadline_seconds: float) -> str:
@@ -215,18 +229,8 @@ class BranchStore:
         Retried on transient SQL errors (issue #8: a locked SQLite here used to leave the job to the sweeper).
         A retry after a COMMIT that landed but was reported lost answers False: the job then waits for the
         sweeper's join, which sends notify for a job whose branches both ended."""
-        j = job_branches
         with self.engine.begin() as conn:
-            result = conn.execute(
-                update(j)
-                .where(
-                    j.c.id == job_id,
-                    or_(j.c.notify_claimed.is_(None), j.c.notify_claimed.is_(False)),
-                    j.c.stage == Stage.RECONCILED.value,
-                    or_(j.c.graph_state.is_(None), j.c.graph_state != "PENDING"),
-                )
-                .values(notify_claimed=True)
-            )
+            result = conn.execute(_CLAIM_NOTIFY, {"job_id": job_id})
         return bool(result.rowcount)
 
     @retrying

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, String, bindparam, column, func, select, update
 
 from engram.sql import tables
 from engram.sql.engine import insert_ignore
@@ -45,9 +45,76 @@ class Job:
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # PENDING/DONE/FAILED/SKIPPED once the job has a graph branch (``BranchStore``); None: it has none yet.
+    graph_state: str | None = None
 
     def done(self, stage: Stage) -> bool:
         return self.stage.rank >= stage.rank
+
+
+# The statements of the pipeline's per-stage bookkeeping, built once: building a Core statement costs more
+# than SQLite running it (bench/: a job read 0.14 against 0.05 ms of CPU, an attempt 0.42 against 0.19).
+_J = tables.jobs
+_OPEN_STATUSES = (JobStatus.PENDING.value, JobStatus.RUNNING.value)
+_GET = select(_J, column("graph_state", String)).where(_J.c.id == bindparam("job_id"))
+_GET_IN_PROJECT = _GET.where(_J.c.project_id == bindparam("project_id"))
+_START_ATTEMPT = (
+    update(_J)
+    .where(_J.c.id == bindparam("job_id"))
+    .values(
+        status=JobStatus.RUNNING.value,
+        attempts=_J.c.attempts + 1,
+        updated_at=bindparam("now"),
+        started_at=func.coalesce(_J.c.started_at, bindparam("now")),
+    )
+    .returning(_J.c.attempts, _J.c.plan)
+)
+# The same, only while the stage is still to do and the job open: a duplicate delivery that got there first
+# leaves no row to update.
+_START_STAGE_ATTEMPT = _START_ATTEMPT.where(_J.c.stage == bindparam("previous"), _J.c.status.in_(_OPEN_STATUSES))
+_FINISH = (
+    update(_J)
+    .where(_J.c.id == bindparam("job_id"))
+    .values(
+        status=bindparam("v_status"),
+        error=bindparam("v_error"),
+        updated_at=bindparam("now"),
+        finished_at=bindparam("now"),
+    )
+)
+_FINISH_AT_STAGE = _FINISH.values(stage=bindparam("v_stage"))
+_EVENTS = (
+    select(tables.memory_events)
+    .where(tables.memory_events.c.job_id == bindparam("job_id"))
+    .order_by(tables.memory_events.c.seq)
+)
+_SAVE_PLAN = (
+    update(_J)
+    .where(_J.c.id == bindparam("job_id"), _J.c.plan.is_(None))
+    .values(plan=bindparam("v_plan", type_=_J.c.plan.type), updated_at=bindparam("now"))
+)
+_complete_statements: dict[frozenset[str], Any] = {}
+
+
+def _complete_statement(columns: frozenset[str]) -> Any:
+    """The stage-completion UPDATE setting ``columns`` (one statement per set of stage outputs)."""
+    statement = _complete_statements.get(columns)
+    if statement is None:
+        statement = (
+            update(_J)
+            .where(_J.c.id == bindparam("job_id"), _J.c.stage == bindparam("previous"))
+            .values({name: bindparam(f"v_{name}", type_=_J.c[name].type) for name in sorted(columns)})
+        )
+        _complete_statements[columns] = statement
+    return statement
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """An attempt of a stage, counted: its number, and the reconcile plan an earlier attempt saved."""
+
+    number: int
+    plan: list[dict[str, Any]] | None
 
 
 def pack_vectors(vectors: Sequence[Sequence[float]]) -> bytes:
@@ -181,11 +248,11 @@ class JobStore:
 
     @retrying
     def get(self, job_id: str, project_id: str | None = None) -> Job | None:
-        query = select(tables.jobs).where(tables.jobs.c.id == job_id)
-        if project_id is not None:
-            query = query.where(tables.jobs.c.project_id == project_id)
+        query, params = (_GET, {"job_id": job_id}) if project_id is None else (
+            _GET_IN_PROJECT, {"job_id": job_id, "project_id": project_id}
+        )
         with self.engine.connect() as conn:
-            row = conn.execute(query).mappings().first()
+            row = conn.execute(query, params).mappings().first()
         if row is None:
             return None
         facts = row["facts"]
@@ -204,6 +271,7 @@ class JobStore:
             updated_at=_aware(row["updated_at"]),  # type: ignore[arg-type]
             started_at=_aware(row["started_at"]),
             finished_at=_aware(row["finished_at"]),
+            graph_state=row["graph_state"],
         )
 
     @retrying
@@ -213,20 +281,23 @@ class JobStore:
         Retried on transient SQL errors: if a connection dies during COMMIT after the increment landed,
         the attempt is counted twice, which spends the budget early and never exceeds it.
         """
-        now = utcnow()
         with self.engine.begin() as conn:
-            attempts = conn.execute(
-                update(tables.jobs)
-                .where(tables.jobs.c.id == job_id)
-                .values(
-                    status=JobStatus.RUNNING.value,
-                    attempts=tables.jobs.c.attempts + 1,
-                    updated_at=now,
-                    started_at=func.coalesce(tables.jobs.c.started_at, now),
-                )
-                .returning(tables.jobs.c.attempts)
-            ).scalar_one()
-        return int(attempts)
+            row = conn.execute(_START_ATTEMPT, {"job_id": job_id, "now": utcnow()}).first()
+        if row is None:
+            raise LookupError(f"job {job_id} not found")
+        return int(row.attempts)
+
+    @retrying
+    def start_stage_attempt(self, job_id: str, stage: Stage) -> Attempt | None:
+        """``start_attempt`` while ``stage`` is still to do and the job open, else None (nothing counted).
+
+        One statement for what a stage checks and counts before its work (a duplicate delivery may have
+        done the stage meanwhile), returning the plan an earlier attempt of reconcile saved.
+        """
+        params = {"job_id": job_id, "now": utcnow(), "previous": stage.previous.value}
+        with self.engine.begin() as conn:
+            row = conn.execute(_START_STAGE_ATTEMPT, params).first()
+        return None if row is None else Attempt(int(row.attempts), row.plan)
 
     def complete_stage(self, job_id: str, stage: Stage, **outputs: Any) -> bool:
         """Record a stage's output and advance the done marker; attempts restart for the next stage.
@@ -238,6 +309,9 @@ class JobStore:
         if "embeddings" in outputs:
             values["embeddings"] = pack_vectors(outputs.pop("embeddings"))
         values.update(outputs)
+        statement = _complete_statement(frozenset(values))
+        params = {f"v_{name}": value for name, value in values.items()}
+        params.update(job_id=job_id, previous=stage.previous.value)
         tries = 0
 
         @retrying
@@ -245,16 +319,12 @@ class JobStore:
             nonlocal tries
             tries += 1
             with self.engine.begin() as conn:
-                result = conn.execute(
-                    update(tables.jobs)
-                    .where(tables.jobs.c.id == job_id, tables.jobs.c.stage == stage.previous.value)
-                    .values(**values)
-                )
+                result = conn.execute(statement, params)
                 if result.rowcount or tries == 1:
                     return bool(result.rowcount)
                 # A retry after a COMMIT that may have landed: if the stage is done now, this call (or a
                 # duplicate) did it; either way handing on is safe (the next stage drops duplicates).
-                done = conn.execute(select(tables.jobs.c.stage).where(tables.jobs.c.id == job_id)).scalar()
+                done = conn.execute(select(_J.c.stage).where(_J.c.id == job_id)).scalar()
                 return done is not None and Stage(done).rank >= stage.rank
 
         return once()
@@ -270,14 +340,14 @@ class JobStore:
             )
 
     @retrying
-    def finish(self, job_id: str, status: JobStatus, error: str | None = None) -> None:
-        now = utcnow()
+    def finish(self, job_id: str, status: JobStatus, error: str | None = None, *, stage: Stage | None = None) -> None:
+        """End the job; ``stage``: mark that stage done in the same statement (the last one, notify)."""
+        params = {"job_id": job_id, "v_status": status.value, "v_error": error, "now": utcnow()}
         with self.engine.begin() as conn:
-            conn.execute(
-                update(tables.jobs)
-                .where(tables.jobs.c.id == job_id)
-                .values(status=status.value, error=error, updated_at=now, finished_at=now)
-            )
+            if stage is None:
+                conn.execute(_FINISH, params)
+            else:
+                conn.execute(_FINISH_AT_STAGE, {**params, "v_stage": stage.value})
 
     def record_events(self, job_id: str, project_id: str, events: Sequence[MemoryEvent], conn: Any) -> None:
         """Per-memory events of a job, inside the caller's transaction; re-recording is a no-op."""
@@ -303,13 +373,8 @@ class JobStore:
 
     @retrying
     def events(self, job_id: str) -> list[MemoryEvent]:
-        query = (
-            select(tables.memory_events)
-            .where(tables.memory_events.c.job_id == job_id)
-            .order_by(tables.memory_events.c.seq)
-        )
         with self.engine.connect() as conn:
-            rows = conn.execute(query).mappings().all()
+            rows = conn.execute(_EVENTS, {"job_id": job_id}).mappings().all()
         return [
             MemoryEvent(id=r["memory_id"], memory=r["memory"], event=r["event"], previous_memory=r["previous_memory"])
             for r in rows
@@ -318,9 +383,6 @@ class JobStore:
     @retrying
     def save_plan(self, job_id: str, plan: list[dict[str, Any]]) -> bool:
         """Save the job's reconcile plan unless one is saved already; True when this one was saved."""
-        jobs = tables.jobs
         with self.engine.begin() as conn:
-            saved = conn.execute(
-                update(jobs).where(jobs.c.id == job_id, jobs.c.plan.is_(None)).values(plan=plan, updated_at=utcnow())
-            )
+            saved = conn.execute(_SAVE_PLAN, {"job_id": job_id, "v_plan": plan, "now": utcnow()})
         return bool(saved.rowcount)

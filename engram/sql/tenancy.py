@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, bindparam, select, update
 
 from engram.sql import tables
 from engram.sql.jobs import utcnow
@@ -21,6 +21,8 @@ from engram.sql.retry import retrying
 
 KEY_PREFIX = "eng_"
 SLUG = re.compile(r"[^a-z0-9]+")
+# Built once: read by two stages of every job (engram/sql/jobs.py says why).
+_PROJECT = select(tables.projects).where(tables.projects.c.id == bindparam("project_id"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +112,12 @@ class TenancyStore:
         return Principal(row.id, row.project_id, row.org_id) if row else None
 
     def project(self, project_id: str, conn: Any = None) -> dict[str, Any] | None:
-        query = select(tables.projects).where(tables.projects.c.id == project_id)
+        params = {"project_id": project_id}
         if conn is not None:
-            row = conn.execute(query).mappings().first()
+            row = conn.execute(_PROJECT, params).mappings().first()
         else:
             with self.engine.connect() as own:
-                row = own.execute(query).mappings().first()
+                row = own.execute(_PROJECT, params).mappings().first()
         return dict(row) if row else None
 
     def configure_project(

@@ -58,6 +58,14 @@ class NativeReader:
         )
         return found.to_pylist()  # type: ignore[no-any-return]
 
+    def filtered(self, sql: str, columns: list[str], limit: int) -> Any:
+        """The rows ``sql`` selects, at most ``limit`` of them, as an Arrow table (the latest version)."""
+        return self.latest().to_table(filter=sql, columns=columns, limit=limit)
+
+    def append(self, data: Any) -> None:
+        """Append ``data`` as one commit on the latest version (an append never conflicts with another)."""
+        self.latest().insert(data)
+
     def rows(self, dataset: Any, row_ids: list[int], columns: list[str]) -> list[dict[str, Any]]:
         """The rows ``nearest`` or ``keyword`` found on ``dataset`` (by their ``_rowid``), in that order.
         ``_take_rows`` is pylance's take by row id (private in 13.0.0, which pyproject pins)."""

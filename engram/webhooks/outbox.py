@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from engram.ids import ENGRAM_NAMESPACE
 from engram.sql import tables
@@ -24,6 +24,10 @@ from schemas.jobs import MemoryEvent
 
 # (delivery id, claim token): what the webhooks queue needs to send it.
 Queued = tuple[str, int]
+# Built once: asked twice by every job (engram/sql/jobs.py says why).
+_ACTIVE_HOOKS = select(tables.webhooks.c.id, tables.webhooks.c.event_types).where(
+    tables.webhooks.c.project_id == bindparam("project_id"), tables.webhooks.c.is_active.is_(True)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +62,7 @@ def write(conn: Any, project_id: str, job_id: str, events: Sequence[OutboxEvent]
     inside ``conn``'s transaction. Returns the deliveries still waiting for their first send."""
     if not events:
         return []
-    w = tables.webhooks
-    hooks = conn.execute(
-        select(w.c.id, w.c.event_types).where(w.c.project_id == project_id, w.c.is_active.is_(True))
-    ).all()
+    hooks = conn.execute(_ACTIVE_HOOKS, {"project_id": project_id}).all()
     rows = [
         {
             "id": delivery_id_for(job_id, hook.id, event.key), "webhook_id": hook.id, "project_id": project_id,
