@@ -52,6 +52,9 @@ class Container:
         # How this process asks a worker for the vector store's upkeep (the API and the workers set one;
         # without one, the store runs it after its own writes).
         self.upkeep_sender: Callable[[], None] | None = None
+        # Threads of the embedded store's async runtime in this process (None: one per core); the workers set
+        # ``vector_store.worker_runtime_threads`` before first use.
+        self.store_runtime_threads: int | None = None
 
     @cached_property
     def llm(self) -> LLM:
@@ -94,7 +97,7 @@ class Container:
             "path": s.path,
             "table": s.table,
             "dimensions": self.settings.embedder.dimensions,
-            "runtime_threads": s.runtime_threads,
+            "runtime_threads": self.store_runtime_threads,
             **s.config,
         }
         # Each store takes the fields its config declares: search defaults for all, connection for Weaviate.

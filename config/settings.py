@@ -89,10 +89,14 @@ class VectorStoreSettings(BaseModel):
     upkeep_interval_seconds: float = Field(
         1.0, gt=0, le=60, description="LanceDB upkeep (compaction, indexing) is asked for at most this often"
     )
-    # Lance's async runtime (tokio) starts a worker thread per core by default; its handoffs between them cost
-    # more CPU than one thread's queue at this store's small reads and writes (bench/: CPU of a 3-row append
-    # 11.4 -> 8.3 ms, a scope's nearest-memory query 13.9 -> 11.0). An explicit TOKIO_WORKER_THREADS wins.
-    runtime_threads: int = Field(1, gt=0, description="LanceDB's async runtime threads per process")
+    # Lance's async runtime (tokio) starts a thread per core by default. In a worker, whose store calls are small
+    # reads and appends, their handoffs cost more CPU than one thread's queue (bench/: CPU of a 3-row append
+    # 11.4 -> 8.3 ms, a scope's nearest-memory query 13.9 -> 11.0). The API keeps one per core: a hybrid search
+    # runs its two queries side by side (search at 100k with one thread: p50 ~18 against ~15 ms). An explicit
+    # TOKIO_WORKER_THREADS wins over both.
+    worker_runtime_threads: int = Field(
+        1, ge=0, description="LanceDB's async runtime threads in each worker process; 0: one per core"
+    )
     config: dict[str, Any] = Field(default_factory=dict)
 
 

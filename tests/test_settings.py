@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -61,3 +63,27 @@ def test_entry_point_providers_are_discovered(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(plugins, "entry_points", fake_entry_points)
     assert plugins.available("llm")["third_party"].builtin is False
     assert plugins.load("llm", "third_party") is HeuristicLLM
+
+
+def test_only_worker_processes_run_the_store_on_one_runtime_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker's store calls are small and serial per thread; the API's hybrid search runs two queries at once.
+    from config.settings import get_settings
+    from workers import runtime
+
+    monkeypatch.setenv("ENGRAM_VECTOR_STORE__PATH", str(tmp_path))
+    monkeypatch.setenv("ENGRAM_ENVIRONMENT", "test")
+    get_settings.cache_clear()
+    runtime.reset()
+    try:
+        worker_store = runtime.container().vector_store
+        assert worker_store.config.runtime_threads == 1  # type: ignore[attr-defined]
+        assert Container(get_settings()).vector_store.config.runtime_threads is None  # type: ignore[attr-defined]
+        monkeypatch.setenv("ENGRAM_VECTOR_STORE__WORKER_RUNTIME_THREADS", "0")  # one per core
+        get_settings.cache_clear()
+        runtime.reset()
+        assert runtime.container().vector_store.config.runtime_threads is None  # type: ignore[attr-defined]
+    finally:
+        runtime.reset()
+        get_settings.cache_clear()

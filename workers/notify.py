@@ -18,7 +18,7 @@ from engram.sql.jobs import Job
 from schemas.jobs import JobStatus, Stage
 from workers import runtime, webhooks
 from workers.celery_app import app
-from workers.stage import run_stage
+from workers.stage import given_or_read, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,8 @@ NOTIFY_TASK = "engram.notify"
 
 def notify_body(task: Task, job_id: str, job: Job | None = None) -> None:
     c = runtime.container()
+    job = given_or_read(c, job_id, job)
     if job is None:
-        job = c.jobs.get(job_id)
-    if job is None:
-        log.error("job %s not found; message dropped", job_id)
         return
     # The branch opens before reconcile is sent (``fork_branches``), so a job read since shows whether it has one.
     branch = BranchStore(c.engine).get(job_id) if job.graph_state is not None else None

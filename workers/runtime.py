@@ -15,6 +15,7 @@ def container() -> Container:
 
         _container = Container(get_settings())
         _container.upkeep_sender = send_upkeep  # the store's upkeep runs on one worker (workers/upkeep.py)
+        _container.store_runtime_threads = _container.settings.vector_store.worker_runtime_threads or None
     return _container
 
 

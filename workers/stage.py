@@ -89,6 +89,15 @@ def scope_of(job: Job) -> Scope:
     return Scope.of(job.project_id, r.get("user_id"), r.get("agent_id"), r.get("run_id"))
 
 
+def given_or_read(c: Container, job_id: str, job: Job | None) -> Job | None:
+    """``job`` as a stage before left it in this task, else as the job's row has it (None: no such job)."""
+    if job is None:
+        job = c.jobs.get(job_id)
+        if job is None:
+            log.error("job %s not found; message dropped", job_id)
+    return job
+
+
 def run_stage(
     task: Task,
     job_id: str,
@@ -104,10 +113,8 @@ def run_stage(
     ``job``: the job as the stage before left it in this same task (``send_or_run``), instead of reading it.
     """
     c = runtime.container()
+    job = given_or_read(c, job_id, job)
     if job is None:
-        job = c.jobs.get(job_id)
-    if job is None:
-        log.error("job %s not found; message dropped", job_id)
         return
     if job.status.terminal:
         return

@@ -12,8 +12,9 @@ rows never come back, and racing ``optimize()`` calls only ever lose a retryable
 Correctness therefore never waits for the index; the upkeep after each write (``lance_upkeep``:
 tiered compaction of the small fragments one-job-per-commit writes leave, new rows into the indexes,
 old versions out) only keeps queries short. A process that can hand it to a worker does
-(``hand_off_upkeep``): only the process that runs it loads ``pylance``, and the one that serves searches
-(``search_with_pylance``: the API), which answers them through pylance's own query path (``lance_native``).
+(``hand_off_upkeep``). Reconcile's lookups (``nearest_each``) and appends go through pylance's own read and
+write path (``lance_native``), as do the searches of the process that serves them (``search_with_pylance``:
+the API); the rest goes through lancedb.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
-"""Searches through ``pylance``'s own query path, for a process that serves searches (the API).
+"""The table through ``pylance``'s own read and write path: the API's searches, reconcile's lookups, appends.
 
 The same Lance engine answers as through ``lancedb``, with the same prefilter, ranking and scores (bench/
-search at 100k memories: the same top 10 for all 300 queries), but without lancedb's Python query layer,
-which costs each query ~2.5 ms on its own (a lookup by id: 2.6 against 0.6 ms; hybrid search at 100k
-memories, p50 16 against 11.5 ms). Loading pylance costs ~66 MB resident (``lance_upkeep``), which a
-serving process can spare and the workers, which only write and reconcile, do not load.
+search at 100k memories: the same top 10 for all 300 queries), but without lancedb's query and write layer,
+which costs each call a few ms of CPU on its own (a lookup by id: 2.6 against 0.6 ms; hybrid search at 100k
+memories, p50 16 against 11.5 ms; a filtered read of a few rows 4.6 against 1.5 ms; a 3-row append 7.1
+against 4.1 ms). Loading pylance costs a worker ~50 MB resident (bench/: the LLM workers' peak 613 -> 665-679
+MB), which the cheaper reads and appends pay for.
 
 Every query first checks for the table's latest version (one listing of ``_versions/``), as lancedb's
 ``read_consistency_interval=0`` does: a search sees every write committed before it began, from any process.
