@@ -32,8 +32,7 @@ def pipeline(container: Container, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     monkeypatch.setattr(runtime, "_container", container)
     monkeypatch.setattr(app, "send_task", lambda name, args=None, kwargs=None, **_: sent.append((name, args)))
     container.upkeep_sender = None  # the store's upkeep runs after its own writes, here
-    yield sent
-    monkeypatch.setattr(runtime, "_container", None)  # the fixture closes it
+    yield sent  # monkeypatch puts the worker's container back; the container fixture closes this one
 
 
 def statements(engine: sa.Engine) -> Counter[str]:

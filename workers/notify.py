@@ -6,7 +6,6 @@ does a graph worker that never answers: the sweeper fails the branch at its dead
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 from celery import Task
@@ -48,8 +47,6 @@ def notify_body(task: Task, job_id: str, job: Job | None = None) -> None:
         # Early (a duplicate): the graph branch's end sends notify again.
         log.info("job %s: notify before its graph branch ended; dropped", job_id)
         return
-    if branch is not None:
-        job = dataclasses.replace(job, graph_state=branch.state)
     run_stage(task, job_id, Stage.NOTIFIED, notify_work, next_task=None, job=job)
 
 
