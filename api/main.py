@@ -68,11 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await run_in_threadpool(container.migrate)
         # Fail at start, with a clear message, on an unreachable store or a vector-size mismatch.
         await run_in_threadpool(container.vector_store.ping)
-        # This process serves the searches: the embedded store answers them through pylance's own query path
-        # (~2.5 ms less per query than lancedb's; engram.vectorstores.lance_native), which workers don't load.
-        search_natively = getattr(container.vector_store, "search_with_pylance", None)
-        if search_natively is not None:
-            search_natively()
+        container.serve_searches()
         app.state.container = container
         app.state.key_rate_limiter = KeyRateLimiter(
             settings.api.requests_per_second_per_key, settings.api.request_burst_per_key

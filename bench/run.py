@@ -138,8 +138,9 @@ def notes(results: dict[str, Any]) -> list[str]:
         "mem0 2.2.1 makes one LLM call per add (additive extraction); engram makes two (extract, then update "
         "decision), or one where the scope holds no memory yet (nothing to decide against). Both get answers "
         "derived from the input by the same heuristic extractor.",
-        "Embedders: the same all-MiniLM-L6-v2 weights and vectors. engram runs them on ONNX Runtime (its default, "
-        "one intra-op thread per process); mem0 on torch through sentence-transformers with "
+        "Embedders: the same all-MiniLM-L6-v2 weights and vectors. engram runs them on ONNX Runtime (its default: "
+        "one intra-op thread per worker process, one per core in the API and its in-process stand-in for query "
+        "embeddings); mem0 on torch through sentence-transformers with "
         f"{os.environ.get('ENGRAM_TORCH_THREADS')} threads (torch's own default on this machine).",
     ]
     ingest = results.get("ingest") or []

@@ -159,7 +159,7 @@ def run(
     try:
         stack.bootstrap()
         c = Container(stack.settings())
-        c.vector_store.search_with_pylance()  # type: ignore[attr-defined]  # as the API's store answers searches
+        c.serve_searches()  # as the API answers searches: embedder on every core, store through pylance
         stack.start_api()
         results["engram_search_mode"] = getattr(c.settings.vector_store, "search_mode", "vector")
 

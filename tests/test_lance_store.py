@@ -235,7 +235,13 @@ def test_a_writes_rows_are_stored_scope_by_scope_and_stay_so_through_compaction(
     assert s.count(project_id="p1", where=parse({"user_id": "u2"})) == 6
 
 
-def test_native_searches_answer_exactly_as_lancedb_does(tmp_path: Path) -> None:
+@pytest.mark.parametrize("rank_here_max_rows", [lance.RANK_HERE_MAX_ROWS, 10])
+def test_native_searches_answer_as_lancedb_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rank_here_max_rows: int
+) -> None:
+    # The API's path ranks a scope of up to RANK_HERE_MAX_ROWS memories itself (each user here has 60), a larger
+    # one through Lance's vector search: both answer as lancedb does, scores to float32 rounding.
+    monkeypatch.setattr(lance, "RANK_HERE_MAX_ROWS", rank_here_max_rows)
     import random
 
     rng = random.Random(7)
@@ -270,13 +276,10 @@ def test_native_searches_answer_exactly_as_lancedb_does(tmp_path: Path) -> None:
         ]
     for call in calls:
         vector = [rng.uniform(-1, 1) for _ in range(DIM)]
-        answers = [
-            [(r.id, round(r.score or 0, 9), r.memory, r.vector, r.metadata, r.categories) for r in s.search(
-                vector, project_id="p1", **call  # type: ignore[arg-type]
-            )]
-            for s in (plain, native)
-        ]
+        found = [s.search(vector, project_id="p1", **call) for s in (plain, native)]  # type: ignore[arg-type]
+        answers = [[(r.id, r.memory, r.vector, r.metadata, r.categories) for r in f] for f in found]
         assert answers[0] == answers[1], call
+        assert [r.score for r in found[1]] == pytest.approx([r.score for r in found[0]], abs=1e-6), call
         assert answers[0] or "threshold" in call
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from config.settings import Settings
 from engram import plugins
 from engram.llm.heuristic import HeuristicLLM
 from engram.llm.litellm_llm import LiteLLM
+from tests.conftest import make_settings
 
 
 def test_nested_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,6 +86,34 @@ def test_only_worker_processes_run_the_store_on_one_runtime_thread(
         get_settings.cache_clear()
         runtime.reset()
         assert runtime.container().vector_store.config.runtime_threads is None  # type: ignore[attr-defined]
+    finally:
+        runtime.reset()
+        get_settings.cache_clear()
+
+
+def test_the_api_embeds_queries_on_every_core_and_workers_on_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    # A search waits on its query's embedding; a worker embeds beside many other processes and threads.
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+    from config.settings import get_settings
+    from workers import runtime
+
+    with TestClient(create_app(make_settings(tmp_path / "api", redis_url))) as client:
+        container = client.app.state.container  # type: ignore[attr-defined]
+        assert container.embedder.config.threads == os.cpu_count()
+        assert container.vector_store._searches_natively
+    c = Container(make_settings(tmp_path / "other", redis_url, embedder={"api_threads": 3}))
+    c.serve_searches()
+    assert c.embedder.config.threads == 3  # type: ignore[attr-defined]
+    monkeypatch.setenv("ENGRAM_VECTOR_STORE__PATH", str(tmp_path / "worker"))
+    monkeypatch.setenv("ENGRAM_ENVIRONMENT", "test")
+    get_settings.cache_clear()
+    runtime.reset()
+    try:
+        assert runtime.container().embedder.config.threads == 1  # type: ignore[attr-defined]
     finally:
         runtime.reset()
         get_settings.cache_clear()

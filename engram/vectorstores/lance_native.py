@@ -59,9 +59,12 @@ class NativeReader:
         )
         return found.to_pylist()  # type: ignore[no-any-return]
 
-    def filtered(self, sql: str, columns: list[str], limit: int) -> Any:
-        """The rows ``sql`` selects, at most ``limit`` of them, as an Arrow table (the latest version)."""
-        return self.latest().to_table(filter=sql, columns=columns, limit=limit)
+    def filtered(
+        self, sql: str, columns: list[str], limit: int, dataset: Any = None, *, with_row_id: bool = False
+    ) -> Any:
+        """The rows ``sql`` selects, at most ``limit`` of them, as an Arrow table (the latest version unless
+        ``dataset`` is given)."""
+        return self._on(dataset).to_table(filter=sql, columns=columns, limit=limit, with_row_id=with_row_id)
 
     def append(self, data: Any) -> None:
         """Append ``data`` as one commit on the latest version (an append never conflicts with another)."""
