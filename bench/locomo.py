@@ -100,6 +100,7 @@ def run(
         questions = [q for q in questions if q["sample_id"] in keep]
     questions = questions[:limit_questions] if limit_questions else questions
     c = Container(Settings(vector_store=VectorStoreSettings(path=workdir / "engram-vectors")))
+    c.serve_searches()  # as the API answers searches: embedder on every core, store through pylance
     store, embedder = c.vector_store, c.embedder
     load_engram(store, embedder, turns)  # type: ignore[arg-type]
     results: dict[str, Any] = {

@@ -86,7 +86,10 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             v["largest_process_mb"],
             "<= 700 MB",
             v["largest_process_mb"] <= 700,
-            f"{name} ({mode}); whole tree {v['tree_mb']} MB",
+            f"{name} ({mode}); whole tree {v['tree_mb']} MB" + (
+                f"; at the end {v['largest_private_mb_at_end']} MB private, PSS {v['largest_pss_mb_at_end']} MB"
+                if "largest_private_mb_at_end" in v else ""
+            ),
         )
     return out
 

@@ -50,7 +50,7 @@ class EmbedderSettings(BaseModel):
     timeout_seconds: float = Field(30.0, gt=0)
     batch_size: int = Field(64, gt=0)
     # A query's embedding is most of a search's time, and one short text on one core streams the model's
-    # weights through a cache the store's reads have just filled (bench/: 5.8 against 3.7 ms with two threads,
+    # weights through a cache the store's reads have just filled (bench/: 5.8 against 4.7 ms on two threads,
     # after a scope read at 100k memories). Workers embed in many processes at once and keep one each.
     api_threads: int = Field(
         0, ge=0, description="ONNX Runtime threads of the API's embedder (search queries); 0: one per core"
