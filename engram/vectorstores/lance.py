@@ -443,8 +443,8 @@ class LanceVectorStore:
         """``nearest_each`` from one read of the rows ``sql`` selects, ranked by cosine here; None when there
         are more than ``RANK_HERE_MAX_ROWS`` of them."""
         native = self._pylance()
-        rows: pa.Table = self._read(lambda: native.filtered(sql, self._columns(True), RANK_HERE_MAX_ROWS + 1))
-        if rows.num_rows > RANK_HERE_MAX_ROWS:
+        rows = self._read(lambda: _rows_to_rank(native, sql, self._columns(True)))
+        if rows is None:
             return None
         if rows.num_rows == 0:
             return [[] for _ in vectors]
@@ -470,8 +470,8 @@ class LanceVectorStore:
         and vectors, as ``nearest_each`` does (bench/ API search at 100k memories over 1,000 users, the same top
         10 for every query: p50 19.0-19.5 -> 16.6-16.8 ms); a larger one by Lance, after a read cut at one row
         past the limit."""
-        rows = native.filtered(sql, ["id", "vector"], RANK_HERE_MAX_ROWS + 1, dataset, with_row_id=True)
-        if rows.num_rows > RANK_HERE_MAX_ROWS:
+        rows = _rows_to_rank(native, sql, ["id", "vector"], dataset, with_row_id=True)
+        if rows is None:
             return native.nearest(vector, sql, ["id", "_distance"], limit, dataset)
         if rows.num_rows == 0:
             return []
@@ -633,6 +633,15 @@ class LanceVectorStore:
 
 def _norms(vectors: np.ndarray) -> np.ndarray:
     return np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)  # type: ignore[no-any-return]
+
+
+def _rows_to_rank(
+    native: NativeReader, sql: str, columns: list[str], dataset: Any = None, *, with_row_id: bool = False
+) -> pa.Table | None:
+    """The rows ``sql`` selects, to be ranked here; None when there are more than ``RANK_HERE_MAX_ROWS`` (the
+    read stops one row past it)."""
+    rows: pa.Table = native.filtered(sql, columns, RANK_HERE_MAX_ROWS + 1, dataset, with_row_id=with_row_id)
+    return None if rows.num_rows > RANK_HERE_MAX_ROWS else rows
 
 
 def _cosine_ranking(rows: pa.Table, vectors: Sequence[Sequence[float]], limit: int) -> tuple[np.ndarray, np.ndarray]:
